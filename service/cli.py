@@ -1,0 +1,143 @@
+"""`callstreams`: one command for every process, each failing with one clear line."""
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from service import logs
+from service.config import ConfigError, Settings, load_settings
+from service.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, run_dev, simulate_call
+
+
+def _settings(**overrides: object) -> Settings:
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    logs.configure(settings.log_format, settings.log_level, settings.log_phone_numbers)
+    return settings
+
+
+def _web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.catalog import load_catalog
+
+    settings = _settings(HOST=args.host, PORT=args.port)
+    load_catalog(settings)  # fail here, in one line, rather than in each uvicorn worker
+    if args.workers > 1:
+        uvicorn.run(
+            "service.cli:web_app", factory=True, host=settings.host, port=settings.port,
+            workers=args.workers, loop="uvloop", http="httptools", log_config=None,
+            timeout_graceful_shutdown=20,
+        )  # fmt: skip
+    else:
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, loop="uvloop",
+            http="httptools", log_config=None, timeout_graceful_shutdown=20,
+        )  # fmt: skip
+    return 0
+
+
+def web_app() -> object:
+    """The app factory uvicorn calls in each of several worker processes."""
+    from service.app import create_app
+
+    return create_app(_settings())
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.settings import check, create_worker
+
+    settings = _settings()
+    if args.check:
+        ok, message = asyncio.run(check(settings))
+        print(message)
+        return 0 if ok else 1
+    import uvloop
+
+    uvloop.install()
+    create_worker(settings).run()
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.emulator import EmulatorConfig, create_emulator_app
+
+    accounts = dict(a.split(":", 1) for a in args.account) or {DEV_ACCOUNT_SID: DEV_AUTH_TOKEN}
+    logs.configure("console", "info")
+    app = create_emulator_app(EmulatorConfig(accounts=accounts))
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    return run_dev(port=args.port, emulator_port=args.emulator_port, simulate=args.simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    return asyncio.run(simulate_call(args.emulator, args.web, args.token, args.account))
+
+
+def _account(value: str) -> str:
+    sid, sep, token = value.partition(":")
+    if not sep or not sid.startswith("AC") or not token:
+        raise argparse.ArgumentTypeError("expected ACCOUNT_SID:AUTH_TOKEN")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="callstreams", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    web = commands.add_parser("web", help="the web process (webhooks, operator API, health)")
+    web.add_argument("--host", help="listen address (env HOST, default 127.0.0.1)")
+    web.add_argument("--port", type=int, help="listen port (env PORT, default 8000)")
+    web.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    web.set_defaults(run=_web)
+
+    worker = commands.add_parser("worker", help="the worker process (starts and stops streams)")
+    worker.add_argument("--check", action="store_true", help="exit 0 if a worker is alive")
+    worker.set_defaults(run=_worker)
+
+    emulator = commands.add_parser("emulator", help="a local stand-in for Twilio")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8001)
+    emulator.add_argument(
+        "--account", type=_account, action="append", default=[],
+        help=f"ACCOUNT_SID:AUTH_TOKEN, repeatable (default {DEV_ACCOUNT_SID}:{DEV_AUTH_TOKEN})",
+    )  # fmt: skip
+    emulator.set_defaults(run=_emulator)
+
+    dev = commands.add_parser("dev", help="everything on this machine, against the emulator")
+    dev.add_argument("--port", type=int, default=8000, help="web port")
+    dev.add_argument("--emulator-port", type=int, default=8001)
+    dev.add_argument("--simulate", action="store_true", help="run one simulated call at start")
+    dev.set_defaults(run=_dev)
+
+    simulate = commands.add_parser(
+        "simulate-call", help="answer a call at the emulator and follow its stream"
+    )
+    simulate.add_argument("--emulator", default="http://127.0.0.1:8001")
+    simulate.add_argument("--web", default="http://127.0.0.1:8000")
+    simulate.add_argument("--token", required=True, help="the operator API token")
+    simulate.add_argument("--account", default=DEV_ACCOUNT_SID)
+    simulate.set_defaults(run=_simulate)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except ConfigError as error:
+        print(f"callstreams {args.command}: configuration error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

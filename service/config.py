@@ -1,0 +1,159 @@
+"""Settings: read once from the environment, validated, passed in.
+
+Nothing else in the project reads `os.environ`. A bad value stops the process
+with one line naming the variable and never echoing the value, because the
+value may be a secret.
+"""
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service import sids
+
+_DURATION = re.compile(r"(\d+)\s*([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """Configuration that cannot run; the message is one line, safe to print."""
+
+
+def parse_duration(value: object) -> object:
+    """`90`, `90s`, `15m`, `12h`, `7d` → timedelta; anything else is left to fail."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if not match:
+            raise ValueError("expected a duration such as 90s, 15m, 12h or 7d")
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    return value
+
+
+def _pattern(check: "re.Pattern[str]", what: str) -> AfterValidator:
+    def validate(value: str) -> str:
+        if not check.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _http_base(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL such as https://streams.example.com")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or fragment")
+    return value.rstrip("/")
+
+
+def _redis_url(value: str) -> str:
+    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+HttpBase = Annotated[str, AfterValidator(_http_base)]
+Track = Literal["inbound_track", "outbound_track", "both_tracks"]
+
+
+class Settings(BaseSettings):
+    """Every setting of web, worker and dev, by its environment variable."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", env_ignore_empty=True, frozen=True
+    )
+
+    host: str = Field("127.0.0.1", alias="HOST")
+    port: int = Field(8000, alias="PORT", ge=0, le=65535)
+    redis_url: Annotated[str, AfterValidator(_redis_url)] = Field(
+        "redis://localhost:6379/0", alias="REDIS_URL"
+    )
+    account_sid: (
+        Annotated[str, _pattern(sids.ACCOUNT_SID, "AC followed by 32 hex digits")] | None
+    ) = Field(None, alias="TWILIO_ACCOUNT_SID")
+    auth_token: SecretStr | None = Field(None, alias="TWILIO_AUTH_TOKEN", min_length=1)
+    api_key: Annotated[str, _pattern(sids.API_KEY_SID, "SK followed by 32 hex digits")] | None = (
+        Field(None, alias="TWILIO_API_KEY")
+    )
+    api_secret: SecretStr | None = Field(None, alias="TWILIO_API_SECRET")
+    api_base_url: HttpBase = Field("https://api.twilio.com", alias="TWILIO_API_BASE_URL")
+    public_base_url: HttpBase = Field(alias="PUBLIC_BASE_URL")
+    api_token: SecretStr | None = Field(None, alias="CALLSTREAMS_API_TOKEN")
+    config_file: Path | None = Field(None, alias="CALLSTREAMS_CONFIG")
+    stream_url: str | None = Field(None, alias="STREAM_URL")
+    stream_name: str = Field("default", alias="STREAM_NAME")
+    stream_track: Track = Field("inbound_track", alias="STREAM_TRACK")
+    record_ttl: Duration = Field(timedelta(days=7), alias="CALLSTREAMS_RECORD_TTL")
+    max_body: int = Field(64 * 1024, alias="CALLSTREAMS_MAX_BODY", ge=1024, le=16 * 1024 * 1024)
+    queue_name: str = Field("callstreams:queue", alias="CALLSTREAMS_QUEUE", min_length=1)
+    twilio_timeout: float = Field(5.0, alias="CALLSTREAMS_TWILIO_TIMEOUT", gt=0, le=60)
+    retry_max_attempts: int = Field(8, alias="CALLSTREAMS_RETRY_MAX_ATTEMPTS", ge=1, le=100)
+    retry_max_age: Duration = Field(timedelta(minutes=2), alias="CALLSTREAMS_RETRY_MAX_AGE")
+    retry_base_delay: float = Field(0.25, alias="CALLSTREAMS_RETRY_BASE_DELAY", ge=0, le=60)
+    retry_max_delay: float = Field(15.0, alias="CALLSTREAMS_RETRY_MAX_DELAY", ge=0, le=600)
+    worker_concurrency: int = Field(100, alias="CALLSTREAMS_WORKER_CONCURRENCY", ge=1, le=10000)
+    worker_metrics_port: int = Field(9101, alias="CALLSTREAMS_WORKER_METRICS_PORT", ge=0, le=65535)
+    log_format: Literal["json", "console"] = Field("json", alias="CALLSTREAMS_LOG_FORMAT")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", alias="CALLSTREAMS_LOG_LEVEL"
+    )
+    log_phone_numbers: bool = Field(False, alias="CALLSTREAMS_LOG_PHONE_NUMBERS")
+
+    def model_post_init(self, context: object, /) -> None:
+        if (self.account_sid is None) != (self.auth_token is None):
+            raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+        if (self.api_key is None) != (self.api_secret is None):
+            raise ValueError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
+
+    @property
+    def stream_status_url(self) -> str:
+        return f"{self.public_base_url}/twilio/stream-status"
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming each bad variable; values are never included."""
+    parts = []
+    for item in error.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "configuration"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "required but not set"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+# Secrets that may also come from a file named by `<VARIABLE>_FILE`, as Kubernetes mounts them.
+SECRET_FILES = ("TWILIO_AUTH_TOKEN", "TWILIO_API_SECRET", "CALLSTREAMS_API_TOKEN")
+
+
+def _secret_files(overrides: dict[str, object]) -> dict[str, object]:
+    found: dict[str, object] = {}
+    for name in SECRET_FILES:
+        path = overrides.get(f"{name}_FILE", os.environ.get(f"{name}_FILE"))
+        if path is None or overrides.get(name) is not None or os.environ.get(name):
+            continue
+        try:
+            found[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+    return found
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment (and `overrides`), or ConfigError with one line."""
+    try:
+        return Settings(**{**overrides, **_secret_files(overrides)})  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(describe(error)) from None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None

@@ -1,0 +1,205 @@
+"""`callstreams dev` and `callstreams simulate-call`: the whole path on one machine.
+
+dev runs Redis (the configured one if it answers, else a private one), the
+emulator, web and worker as child processes, and stops them all on Ctrl-C.
+"""
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+DEV_ACCOUNT_SID = "AC" + "0" * 31 + "1"
+DEV_AUTH_TOKEN = "dev-auth-token"  # noqa: S105 - the emulator's local account, not a secret
+DEV_API_TOKEN = "dev-operator-token"  # noqa: S105 - printed for the user on purpose
+DEV_STREAM_URL = "wss://streams.example.com/audio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def redis_answers(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 6379), 1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A throwaway redis-server in a temporary directory."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit(
+            "callstreams dev: no Redis answers at REDIS_URL and redis-server is not installed"
+        )
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="callstreams-redis-") as directory:
+        process = subprocess.Popen(
+            [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
+             "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            wait_until(lambda: redis_answers(url), "private redis-server")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def wait_until(ready: Any, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"callstreams dev: {what} did not start within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def spawn(stack: ExitStack, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env)
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    stack.callback(stop)
+    return process
+
+
+def run_dev(*, port: int, emulator_port: int, simulate: bool) -> int:
+    port = port if port_free(port) else free_port()
+    emulator_port = emulator_port if port_free(emulator_port) else free_port()
+    web_url, emulator_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}"
+    env = dict(os.environ)
+    env.setdefault("CALLSTREAMS_LOG_FORMAT", "console")
+    account = env.setdefault("TWILIO_ACCOUNT_SID", DEV_ACCOUNT_SID)
+    token = env.setdefault("TWILIO_AUTH_TOKEN", DEV_AUTH_TOKEN)
+    api_token = env.setdefault("CALLSTREAMS_API_TOKEN", DEV_API_TOKEN)
+    env["TWILIO_API_BASE_URL"] = emulator_url
+    env["PUBLIC_BASE_URL"] = web_url
+    if "CALLSTREAMS_CONFIG" not in env:
+        env.setdefault("STREAM_URL", DEV_STREAM_URL)
+    with ExitStack() as stack:
+        redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
+        if not redis_answers(redis_url):
+            redis_url = stack.enter_context(private_redis())
+            print(f"started a private redis-server at {redis_url}")
+        env["REDIS_URL"] = redis_url
+        emulator = spawn(
+            stack, ["emulator", "--port", str(emulator_port), "--account", f"{account}:{token}"],
+            env,
+        )  # fmt: skip
+        wait_until(lambda: http_ok(f"{emulator_url}/_emulator/streams"), "the emulator")
+        web = spawn(stack, ["web", "--port", str(port)], env)
+        worker = spawn(stack, ["worker"], env)
+        wait_until(lambda: http_ok(f"{web_url}/readyz"), "the web process")
+        command = (
+            f"callstreams simulate-call --emulator {emulator_url} --web {web_url} "
+            f"--token {api_token} --account {account}"
+        )
+        print(
+            f"\ncallstreams is running\n  web:      {web_url}  (operator token: {api_token})\n"
+            f"  emulator: {emulator_url}\n  redis:    {redis_url}\n\n"
+            f"Simulate an answered call in another terminal:\n  uv run {command}\n\n"
+            "Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        if simulate:
+            asyncio.run(simulate_call(emulator_url, web_url, api_token, account))
+        try:
+            while all(p.poll() is None for p in (emulator, web, worker)):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            print("\nstopping…")
+            return 0
+        print("callstreams dev: a process exited; stopping the others", file=sys.stderr)
+        return 1
+
+
+async def _until(
+    client: httpx.AsyncClient, url: str, done: Any, within: float = 15.0
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within
+    while True:
+        streams: list[dict[str, Any]] = (await client.get(url)).json()["streams"]
+        if streams and all(done(s) for s in streams):
+            return streams
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"streams did not settle: {streams}")
+        await asyncio.sleep(0.05)
+
+
+def _show(title: str, streams: list[dict[str, Any]]) -> None:
+    print(title)
+    for s in streams:
+        print(f"  {s['name']}: {s['status']} sid={s['sid']} attempts={s['attempts']}")
+
+
+async def simulate_call(emulator: str, web: str, token: str, account: str) -> int:
+    """Answer a call at the emulator, watch its streams start, stop them by name."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(base_url=emulator, timeout=10) as twilio,
+        httpx.AsyncClient(base_url=web, headers=headers, timeout=10) as api,
+    ):
+        call = (
+            await twilio.post(
+                "/_emulator/calls",
+                json={"account_sid": account, "status_callback": f"{web}/twilio/call-status"},
+            )
+        ).json()
+        sid = call["sid"]
+        print(f"call {sid} created at the emulator; answering it")
+        answered = (await twilio.post(f"/_emulator/calls/{sid}/answer")).json()
+        print("answered webhook delivered:", [d["status"] for d in answered["deliveries"]])
+        url = f"/v1/calls/{sid}/streams"
+        try:
+            streams = await _until(api, url, lambda s: s["status"] != "pending")
+            _show("streams started:", streams)
+            for stream in streams:
+                response = await api.post(f"{url}/{stream['name']}/stop")
+                print(f"stop {stream['name']}: HTTP {response.status_code}")
+            streams = await _until(api, url, lambda s: s["status"] in ("stopped", "failed"))
+            _show("streams after stop:", streams)
+        except TimeoutError as error:
+            print(f"simulate-call: {error}", file=sys.stderr)
+            return 1
+        await twilio.post(f"/_emulator/calls/{sid}/complete")
+        print(f"call {sid} completed")
+        return 0 if all(s["status"] == "stopped" for s in streams) else 1

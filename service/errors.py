@@ -1,0 +1,66 @@
+"""One JSON error shape for every path: `{"error": ..., "detail": ...}`.
+
+Input never causes a 500 or a traceback in a response; an unreachable Redis is
+a 503 so that Twilio's retry delivers the webhook again.
+"""
+
+from typing import Any
+
+import structlog
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+log = structlog.get_logger("callstreams.web")
+
+
+class ApiError(Exception):
+    """An error answer: status, a short message, and an optional detail."""
+
+    def __init__(
+        self, status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers
+
+
+def error_response(
+    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail, **extra}, status, headers=headers)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.error, exc.detail, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, str(exc.detail), None, headers)
+
+
+async def _redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("redis unavailable", path=request.url.path, error=type(exc).__name__)
+    return error_response(503, "redis unavailable", "try again shortly", {"Retry-After": "1"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", path=request.url.path)
+    return error_response(500, "internal error", None)
+
+
+HANDLERS: dict[Any, ExceptionHandler] = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    RedisConnectionError: _redis_down,
+    RedisTimeoutError: _redis_down,
+    Exception: _unexpected,
+}

@@ -1,0 +1,27 @@
+"""Liveness that is trivial and readiness that says why it is not ready."""
+
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.errors import error_response
+from service.state import AppState
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state: AppState = request.app.state.callstreams
+    try:
+        await state.redis.ping()
+    except (RedisError, OSError) as error:
+        state.metrics.redis_up.set(0)
+        return error_response(503, "not ready", f"redis: {type(error).__name__}: {error}")
+    state.metrics.redis_up.set(1)
+    return JSONResponse({"status": "ready", "profiles": [p.name for p in state.catalog.profiles]})
+
+
+routes = [Route("/healthz", healthz), Route("/readyz", readyz)]

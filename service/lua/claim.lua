@@ -1,0 +1,33 @@
+-- Answered call or operator start: create each record that does not exist yet
+-- and enqueue its start job, atomically.
+-- KEYS: call hash, queue. ARGV: now_iso, live_ttl_s, ended_ttl_s, count,
+-- only_live (1: create nothing once the call ended), then per stream: record
+-- JSON, job id, job payload, score, expires_ms.
+local queue = KEYS[2]
+local now_iso = ARGV[1]
+local ended = redis.call('HGET', call_key, '@ended')
+local out = {}
+for i = 0, tonumber(ARGV[4]) - 1 do
+  local base = 6 + i * 5
+  local rec = cjson.decode(ARGV[base])
+  local existing = redis.call('HGET', call_key, rec.name)
+  if existing then
+    table.insert(out, 'exists')
+    table.insert(out, existing)
+  elseif ended and ARGV[5] == '1' then
+    table.insert(out, 'ended')
+    table.insert(out, false)
+  elseif ended then
+    rec.status = 'skipped'
+    rec.desired = 'stopped'
+    rec.error = note('call ended (' .. ended .. ') before the start was asked')
+    table.insert(out, 'ended')
+    table.insert(out, save(rec, now_iso))
+  else
+    table.insert(out, 'claimed')
+    table.insert(out, save(rec, now_iso))
+    enqueue(queue, ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4])
+  end
+end
+redis.call('EXPIRE', call_key, ended and ARGV[3] or ARGV[2])
+return out

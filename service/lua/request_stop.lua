@@ -1,0 +1,14 @@
+-- Operator stop. A start not yet made is skipped here; a start in flight is
+-- left to its job, which sees `desired` when it finishes; a live stream gets a
+-- stop job. KEYS: call hash, queue. ARGV: name, now_iso, now_ms, job id, payload, score, expires_ms.
+local rec = load(ARGV[1])
+if rec == nil then return false end
+local now_iso, now_ms = ARGV[2], tonumber(ARGV[3])
+rec.desired = 'stopped'
+if rec.status == 'pending' and rec.attempts == 0 and not leased(rec, now_ms) then
+  rec.status = 'skipped'
+  rec.error = note('stopped by an operator before the stream was started')
+elseif rec.status == 'in-progress' then
+  enqueue(KEYS[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+end
+return save(rec, now_iso)

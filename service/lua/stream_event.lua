@@ -1,0 +1,28 @@
+-- Stream status callback. Events may arrive late, twice or out of order, so a
+-- record only ever moves forward: pending → in-progress → stopped/failed.
+-- ARGV: stream_sid, stream_name, event, error message, now_iso.
+local sid, name, event, message, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local rec = load(name)
+if rec == nil or (rec.sid ~= null and rec.sid ~= sid) then
+  rec = nil
+  local fields = redis.call('HGETALL', call_key)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 1) ~= '@' then
+      local candidate = cjson.decode(fields[i + 1])
+      if candidate.sid == sid then rec = candidate end
+    end
+  end
+end
+if rec == nil then return false end
+if rec.sid == null then rec.sid = sid end
+local rank = RANK[rec.status]
+if event == 'stream-started' and rank < 1 then
+  rec.status = 'in-progress'
+elseif event == 'stream-stopped' and rank < 2 then
+  rec.status = 'stopped'
+elseif event == 'stream-error' and rank < 2 then
+  rec.status = 'failed'
+  rec.error = note(message)
+end
+if event == 'stream-started' and rec.started_at == null then rec.started_at = now_iso end
+return save(rec, now_iso)

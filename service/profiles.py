@@ -1,0 +1,158 @@
+"""Stream profiles: which streams to start on an answered call, and with what.
+
+Every mistake is found when the configuration is loaded, all at once, so a bad
+profile never fails at call time (see `catalog.py` for where they come from).
+"""
+
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from service import sids
+from service.config import Duration, Track
+
+# Fields Twilio sends with a call status callback (REFERENCE.md §C); templates
+# may name only these, so a typo is a start-up error rather than an empty value.
+CALL_FIELDS = frozenset(
+    {
+        "AccountSid", "ApiVersion", "CallSid", "CallStatus", "Called", "CalledCity",
+        "CalledCountry", "CalledState", "CalledZip", "Caller", "CallerCity", "CallerCountry",
+        "CallerName", "CallerState", "CallerZip", "Direction", "ForwardedFrom", "From",
+        "FromCity", "FromCountry", "FromState", "FromZip", "ParentCallSid", "SequenceNumber",
+        "StirStatus", "Timestamp", "To", "ToCity", "ToCountry", "ToState", "ToZip",
+    }
+)  # fmt: skip
+MAX_PARAMETERS = 99
+MAX_TRACKS = 4  # Twilio's limit of unidirectional stream tracks per call
+TRACKS = {"inbound_track": 1, "outbound_track": 1, "both_tracks": 2}
+_TEMPLATE = re.compile(r"\{(\w*)\}")
+
+
+class Restart(BaseModel):
+    """Start the stream again, under a new name, after Twilio reports a stream error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max: int = Field(ge=1, le=10)
+    backoff: Duration = timedelta(seconds=2)
+
+
+class Profile(BaseModel):
+    """One stream to start: Twilio's Name, Url, Track and custom parameters."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    url: str
+    track: Track = "inbound_track"
+    parameters: dict[str, str] = Field(default_factory=dict)
+    match: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    accounts: tuple[str, ...] = ()  # empty: every configured account
+    restart: Restart | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not sids.is_stream_name(value):
+            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '~', '-'")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith("wss://") or len(value) <= len("wss://"):
+            raise ValueError("must be a wss:// URL (Twilio streams only to wss)")
+        if "?" in value or "#" in value:
+            raise ValueError("must not carry a query string; use parameters instead")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_PARAMETERS:
+            raise ValueError(f"at most {MAX_PARAMETERS} parameters")
+        for key, template in value.items():
+            for field in _TEMPLATE.findall(template):
+                if field not in CALL_FIELDS:
+                    raise ValueError(f"{key}: unknown call field {{{field}}}")
+        return value
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _match(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: (v,) if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    def matches(self, fields: Mapping[str, str]) -> bool:
+        """True when the call's account is allowed and every `match` key has one of its values."""
+        if self.accounts and fields.get("AccountSid") not in self.accounts:
+            return False
+        return all(fields.get(key) in allowed for key, allowed in self.match.items())
+
+    def render(self, fields: Mapping[str, str]) -> dict[str, str]:
+        """Parameters with `{Field}` filled from the answered webhook (absent → empty)."""
+        return {
+            key: _TEMPLATE.sub(lambda m: fields.get(m[1], ""), template)
+            for key, template in self.parameters.items()
+        }
+
+
+def errors(prefix: str, error: ValidationError) -> list[str]:
+    return [
+        f"{prefix}.{'.'.join(str(p) for p in item['loc'])}: "
+        + item["msg"].removeprefix("Value error, ")
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+
+
+def busiest_call(profiles: tuple[Profile, ...]) -> tuple[int, list[str]]:
+    """The most tracks one call can get, and the profiles that would start them.
+
+    A set of profiles can match one call when, for every field, the values its
+    members allow have something in common; the search tries each profile in
+    or out, pruning sets that can no longer match together.
+    """
+    best: tuple[int, list[str]] = (0, [])
+
+    def search(i: int, allowed: dict[str, frozenset[str]], tracks: int, names: list[str]) -> None:
+        nonlocal best
+        if tracks > best[0]:
+            best = (tracks, names)
+        if i == len(profiles) or tracks + sum(TRACKS[p.track] for p in profiles[i:]) <= best[0]:
+            return
+        profile = profiles[i]
+        narrowed = dict(allowed)
+        constraints = {
+            **profile.match,
+            **({"AccountSid": profile.accounts} if profile.accounts else {}),
+        }
+        for key, values in constraints.items():
+            narrowed[key] = allowed[key] & set(values) if key in allowed else frozenset(values)
+        if all(narrowed.values()):
+            search(i + 1, narrowed, tracks + TRACKS[profile.track], [*names, profile.name])
+        search(i + 1, allowed, tracks, names)
+
+    search(0, {}, 0, [])
+    return best
+
+
+def parse_profiles(streams: list[Any], problems: list[str]) -> tuple[Profile, ...]:
+    """Profiles from `[[streams]]` tables; each problem is appended to `problems`."""
+    profiles: list[Profile] = []
+    for index, item in enumerate(streams):
+        label = f"streams[{index}]"
+        if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            label = f"streams[{item['name']}]"
+        try:
+            profiles.append(Profile.model_validate(item))
+        except ValidationError as error:
+            problems.extend(errors(label, error))
+    names = [p.name for p in profiles]
+    problems.extend(
+        f"streams[{n}].name: used twice" for n in sorted(set(names)) if names.count(n) > 1
+    )
+    return tuple(profiles)

@@ -1,0 +1,55 @@
+"""Twilio's `X-Twilio-Signature`: computing it and checking it.
+
+Twilio signs the URL it requested followed by every POST field, sorted by
+name, as name+value with no delimiter, with HMAC-SHA1 keyed by the auth token.
+Behind a load balancer the URL must be rebuilt from the public base URL, not
+from what the app sees; and for HTTPS voice callbacks Twilio drops the port
+before signing, so both forms (with and without the default port) are tried.
+"""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+Params = Iterable[tuple[str, str]]
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def compute_signature(url: str, params: Params, auth_token: str) -> str:
+    """The Base64 HMAC-SHA1 Twilio would send for a POST of `params` to `url`."""
+    by_name: dict[str, set[str]] = {}
+    for name, value in params:
+        by_name.setdefault(name, set()).add(value)
+    parts = [url]
+    for name in sorted(by_name):
+        parts.extend(name + value for value in sorted(by_name[name]))
+    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def url_variants(url: str) -> tuple[str, str]:
+    """The URL without an explicit port and with the scheme's default port."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    userinfo = parts.netloc.rpartition("@")[0]
+    prefix = f"{userinfo}@" if userinfo else ""
+    port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(parts.scheme, 80)
+    bare = urlunsplit(parts._replace(netloc=f"{prefix}{host}"))
+    with_port = urlunsplit(parts._replace(netloc=f"{prefix}{host}:{port}"))
+    return bare, with_port
+
+
+def is_valid(url: str, params: Params, signature: str, auth_token: str) -> bool:
+    """True when `signature` matches `url` in either port form. Constant-time."""
+    params = list(params)
+    expected = signature.encode()
+    ok = False
+    for candidate in {url, *url_variants(url)}:
+        computed = compute_signature(candidate, params, auth_token).encode()
+        ok |= hmac.compare_digest(computed, expected)
+    return ok

@@ -1,0 +1,155 @@
+"""Twilio's Streams REST API: create and stop, and what an answer means.
+
+The client never retries by itself: a create is not idempotent, so whether and
+when to try again is decided by the job from the record (see `retry.py`).
+"""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
+
+import httpx
+
+from service.accounts import Account
+from service.records import TwilioError
+
+Kind = Literal["ok", "transient", "exists", "not-in-progress", "not-found", "permanent"]
+
+CALL_NOT_IN_PROGRESS = 21220
+NOT_FOUND = 20404
+TOO_MANY_REQUESTS = 20429
+# Twilio's code for a reused stream name is not documented; the emulator answers
+# 409 with 20409. Any 409 is taken to mean the name exists on the call.
+DUPLICATE_NAME = 20409
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Twilio's answer to one request, classified for the job that made it."""
+
+    kind: Kind
+    body: dict[str, Any]
+    error: TwilioError | None = None
+    retry_after: float | None = None
+    # Whether the request may have reached Twilio (a timeout after sending, a reset):
+    # the stream may exist although no answer says so.
+    ambiguous: bool = False
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def classify(response: httpx.Response) -> Answer:
+    """What a Twilio response means for the record."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if response.is_success:
+        return Answer("ok", body)
+    code = body.get("code")
+    error = TwilioError(
+        code=code if isinstance(code, int) else response.status_code,
+        message=str(body.get("message") or response.reason_phrase or "Twilio error"),
+        more_info=body.get("more_info") if isinstance(body.get("more_info"), str) else None,
+    )
+    status = response.status_code
+    kind: Kind
+    if status == 429 or code == TOO_MANY_REQUESTS or status >= 500:
+        kind = "transient"
+    elif status == 409 or code == DUPLICATE_NAME:
+        kind = "exists"
+    elif code == CALL_NOT_IN_PROGRESS:
+        kind = "not-in-progress"
+    elif status == 404 or code == NOT_FOUND:
+        kind = "not-found"
+    else:
+        kind = "permanent"
+    return Answer(kind, body, error, _retry_after(response))
+
+
+def transport_error(error: httpx.TransportError) -> Answer:
+    """A request that got no answer; transient, and ambiguous if it may have been sent."""
+    sent = not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return Answer(
+        "transient", {}, TwilioError(code=None, message=message, more_info=None), ambiguous=sent
+    )
+
+
+class TwilioClient:
+    """Create and stop streams, for any configured account, over one keep-alive client."""
+
+    def __init__(self, http: httpx.AsyncClient, accounts: Mapping[str, Account]) -> None:
+        self.http = http
+        self.accounts = accounts
+
+    async def _post(
+        self, account_sid: str, call_sid: str, tail: str, form: list[tuple[str, str]]
+    ) -> Answer:
+        account = self.accounts.get(account_sid)
+        if account is None:
+            message = f"account {account_sid} is not configured"
+            return Answer("permanent", {}, TwilioError(code=None, message=message, more_info=None))
+        path = f"/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}/Streams{tail}"
+        try:
+            response = await self.http.post(path, data=dict(form), auth=account.rest_auth)
+        except httpx.TransportError as error:
+            return transport_error(error)
+        return classify(response)
+
+    async def create(
+        self,
+        account_sid: str,
+        call_sid: str,
+        *,
+        name: str,
+        url: str,
+        track: str,
+        parameters: dict[str, str],
+        status_callback: str,
+    ) -> Answer:
+        form = [
+            ("Url", url),
+            ("Name", name),
+            ("Track", track),
+            ("StatusCallback", status_callback),
+            ("StatusCallbackMethod", "POST"),
+        ]
+        for index, (key, value) in enumerate(parameters.items(), start=1):
+            form += [(f"Parameter{index}.Name", key), (f"Parameter{index}.Value", value)]
+        return await self._post(account_sid, call_sid, ".json", form)
+
+    async def stop(self, account_sid: str, call_sid: str, sid_or_name: str) -> Answer:
+        return await self._post(
+            account_sid, call_sid, f"/{sid_or_name}.json", [("Status", "stopped")]
+        )
+
+
+def http_client(
+    base_url: str,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """The one HTTP client a worker uses for Twilio: explicit timeouts, keep-alive."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        headers={"User-Agent": "callstreams", "Accept": "application/json"},
+        transport=transport,
+    )

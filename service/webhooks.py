@@ -1,0 +1,191 @@
+"""Twilio's webhooks: call status (answered → start streams) and stream status.
+
+Each request is size-checked before it is read, signature-checked against the
+public URL, validated, and then persisted in one Redis round trip. It answers
+204 only once that write succeeded, so nothing is acknowledged that was lost.
+"""
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service import sids, signature
+from service.errors import ApiError
+from service.records import StreamRecord, new_record, now_iso
+from service.state import AppState
+
+log = structlog.get_logger("callstreams.webhooks")
+
+ANSWERED = "in-progress"
+TERMINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+OTHER = frozenset({"queued", "initiated", "ringing"})
+STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
+FORM = "application/x-www-form-urlencoded"
+
+
+async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
+    """The form fields, in order; 415, 413 or 400 before anything is trusted."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type != FORM:
+        raise ApiError(415, "unsupported media type", f"expected {FORM}")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, "request body too large", f"at most {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "request body too large", f"at most {limit} bytes")
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "malformed form body", "expected UTF-8 form encoding") from None
+
+
+def signed_url(request: Request, public_base_url: str) -> str:
+    """The URL Twilio requested: the public base plus the raw path and query."""
+    raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+    url = public_base_url + raw_path.decode("latin-1")
+    query = request.scope.get("query_string", b"")
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def check_signature(
+    request: Request, public_base_url: str, token: str, form: list[tuple[str, str]]
+) -> None:
+    header = request.headers.get("x-twilio-signature", "")
+    url = signed_url(request, public_base_url)
+    if not signature.is_valid(url, form, header, token):
+        raise ApiError(403, "invalid signature", "X-Twilio-Signature does not match")
+
+
+def require(fields: Mapping[str, str], name: str, valid: bool | None = None) -> str:
+    value = fields.get(name)
+    if not value:
+        raise ApiError(400, "missing field", name)
+    if valid is False:
+        raise ApiError(400, "invalid field", name)
+    return value
+
+
+async def _verified_fields(request: Request) -> tuple[AppState, dict[str, str]]:
+    state: AppState = request.app.state.callstreams
+    form = await read_form(request, state.settings.max_body)
+    fields: dict[str, str] = {}
+    for key, value in form:
+        fields.setdefault(key, value)
+    # The token that signed the request is the one of the account it is for.
+    if not request.headers.get("x-twilio-signature"):
+        raise ApiError(403, "missing signature", "X-Twilio-Signature header is required")
+    account = state.catalog.accounts.get(require(fields, "AccountSid"))
+    if account is None:
+        raise ApiError(403, "unknown account", "AccountSid is not a configured account")
+    check_signature(
+        request, state.settings.public_base_url, account.auth_token.get_secret_value(), form
+    )
+    return state, fields
+
+
+async def call_status(request: Request) -> Response:
+    state, fields = await _verified_fields(request)
+    call_sid = fields.get("CallSid", "")
+    require(fields, "CallSid", sids.is_call_sid(call_sid))
+    status = require(fields, "CallStatus")
+    if status == ANSWERED:
+        answered_at = now_iso()
+        records = [
+            new_record(
+                call_sid=call_sid,
+                account_sid=fields["AccountSid"],
+                name=profile.name,
+                url=profile.url,
+                track=profile.track,
+                parameters=profile.render(fields),
+                profile=profile.name,
+                answered_at=answered_at,
+            )
+            for profile in state.catalog.profiles
+            if profile.matches(fields)
+        ]
+        if records:
+            outcomes = await state.records.claim(call_sid, records)
+            for outcome, record in outcomes:
+                state.metrics.claims.labels(record["profile"] or "", outcome).inc()
+                log.info("answered", call_sid=call_sid, stream=record["name"], outcome=outcome)
+        else:
+            log.info("answered, no profile matched", call_sid=call_sid)
+    elif status in TERMINAL:
+        await state.records.call_ended(call_sid, status)
+        log.info("call ended", call_sid=call_sid, status=status)
+    elif status not in OTHER:
+        raise ApiError(400, "invalid field", "CallStatus")
+    state.metrics.webhooks.labels("call-status", status).inc()
+    return Response(status_code=204)
+
+
+async def stream_status(request: Request) -> Response:
+    state, fields = await _verified_fields(request)
+    call_sid = fields.get("CallSid", "")
+    require(fields, "CallSid", sids.is_call_sid(call_sid))
+    stream_sid = fields.get("StreamSid", "")
+    require(fields, "StreamSid", sids.is_stream_sid(stream_sid))
+    event = fields.get("StreamEvent", "")
+    require(fields, "StreamEvent", event in STREAM_EVENTS)
+    name = fields.get("StreamName") or stream_sid
+    record = await state.records.stream_event(
+        call_sid, stream_sid, name, event, fields.get("StreamError", "")
+    )
+    if record is None:
+        log.info("stream event for an unknown stream", call_sid=call_sid, stream_event=event)
+    else:
+        state.metrics.observe_event(record, event)
+        log.info("stream event", call_sid=call_sid, stream=record["name"], stream_event=event)
+        if event == "stream-error":
+            await restart(state, record)
+    state.metrics.webhooks.labels("stream-status", event).inc()
+    return Response(status_code=204)
+
+
+async def restart(state: AppState, failed: StreamRecord) -> None:
+    """Start a failed stream again under its profile's restart policy, on a live call.
+
+    The new stream is named after the first of its chain (`transcription-r1`,
+    `-r2`, …) because Twilio keeps names unique per call; a repeated delivery of
+    the same error finds that name taken and starts nothing more.
+    """
+    profile = state.catalog.profile(failed["profile"] or "")
+    if profile is None or profile.restart is None:
+        return
+    if failed["status"] != "failed" or failed["desired"] != "started":
+        return  # stopped by an operator, or the error came after a stop
+    number = failed["restart"] + 1
+    root = failed["restart_of"] or failed["name"]
+    if number > profile.restart.max:
+        log.warning("restart limit reached", call_sid=failed["call_sid"], stream=root)
+        return
+    record = new_record(
+        call_sid=failed["call_sid"],
+        account_sid=failed["account_sid"],
+        name=f"{root}-r{number}",
+        url=failed["url"],
+        track=failed["track"],
+        parameters=failed["parameters"],
+        profile=failed["profile"],
+        answered_at=failed["answered_at"],
+        restart_of=root,
+        restart=number,
+    )
+    claimed = await state.records.restart(failed["call_sid"], record, profile.restart.backoff)
+    if claimed is not None:
+        state.metrics.claims.labels(profile.name, "restart").inc()
+        log.info("restarting", call_sid=failed["call_sid"], stream=claimed["name"])
+
+
+routes = [
+    Route("/twilio/call-status", call_status, methods=["POST"]),
+    Route("/twilio/stream-status", stream_status, methods=["POST"]),
+]

@@ -1,0 +1,94 @@
+"""Real processes on loopback for end-to-end tests: emulator, web, worker."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL, free_port
+
+
+def wait_http(url: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {within}s")
+        time.sleep(0.05)
+
+
+@dataclass
+class Services:
+    """URLs of a running stack and the means to kill and restart its worker."""
+
+    web: str
+    emulator: str
+    env: dict[str, str]
+    logs: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", *args],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.processes[name] = process
+        return process
+
+    def stop(self, name: str, kill: bool = False) -> None:
+        process = self.processes.pop(name)
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.wait(20)
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text(errors="replace")
+
+
+@contextmanager
+def running_stack(redis_url: str, logs: Path, **env: str) -> Iterator[Services]:
+    """Emulator, web and worker as separate processes, stopped on exit."""
+    web_port, emulator_port = free_port(), free_port()
+    services = Services(
+        web=f"http://127.0.0.1:{web_port}",
+        emulator=f"http://127.0.0.1:{emulator_port}",
+        env={
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{emulator_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            "CALLSTREAMS_API_TOKEN": API_TOKEN,
+            "STREAM_URL": STREAM_URL,
+            "STREAM_NAME": "transcription",
+            "CALLSTREAMS_LOG_FORMAT": "json",
+            "CALLSTREAMS_WORKER_METRICS_PORT": str(free_port()),
+            **env,
+        },
+        logs=logs,
+    )
+    with ExitStack() as stack:
+        stack.callback(lambda: [services.stop(n) for n in list(services.processes)])
+        services.spawn(
+            "emulator", "emulator", "--port", str(emulator_port),
+            "--account", f"{ACCOUNT_SID}:{AUTH_TOKEN}",
+        )  # fmt: skip
+        services.spawn("web", "web", "--port", str(web_port))
+        services.spawn("worker", "worker")
+        wait_http(f"{services.emulator}/_emulator/streams")
+        wait_http(f"{services.web}/readyz")
+        yield services

@@ -1,0 +1,165 @@
+"""The operator API: auth, reading, starting and stopping streams by name."""
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import API_TOKEN, STREAM_URL, answered, call_sid, lifespan_client, signed
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+STREAMS = f"/v1/calls/{call_sid()}/streams"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in lifespan_client(create_app(settings), "http://internal"):
+        yield c
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_disabled_without_a_token(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(CALLSTREAMS_API_TOKEN=None)
+    async for client in lifespan_client(create_app(settings), "http://internal"):
+        response = await client.get(STREAMS, headers=AUTH)
+        assert response.status_code == 503
+        assert "CALLSTREAMS_API_TOKEN" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"Authorization": "Basic abc"}, 401),
+        ({"Authorization": "Bearer wrong"}, 403),
+        ({"Authorization": f"Bearer {API_TOKEN}x"}, 403),
+    ],
+)
+async def test_bearer_token_is_required(
+    client: httpx.AsyncClient, headers: dict[str, str], status: int
+) -> None:
+    response = await client.get(STREAMS, headers=headers)
+    assert response.status_code == status
+    assert API_TOKEN not in response.text
+
+
+async def test_start_by_profile_then_conflict(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    response = await client.post(STREAMS, json={"profile": "transcription"}, headers=AUTH)
+    assert response.status_code == 202
+    record = response.json()
+    assert (record["name"], record["status"], record["url"]) == (
+        "transcription", "pending", STREAM_URL,
+    )  # fmt: skip
+    assert await redis.zcard(settings.queue_name) == 1
+    again = await client.post(STREAMS, json={"profile": "transcription"}, headers=AUTH)
+    assert again.status_code == 409
+    assert again.json()["record"]["name"] == "transcription"
+    assert await redis.zcard(settings.queue_name) == 1
+
+
+async def test_start_inline_and_read_back(client: httpx.AsyncClient) -> None:
+    body = {
+        "name": "agent",
+        "url": "wss://agent.example.com/ws",
+        "track": "both_tracks",
+        "parameters": {"call": "{CallSid}", "tenant": "acme"},
+    }
+    response = await client.post(STREAMS, json=body, headers=AUTH)
+    assert response.status_code == 202
+    assert response.json()["parameters"] == {"call": call_sid(), "tenant": "acme"}
+    one = await client.get(f"{STREAMS}/agent", headers=AUTH)
+    assert one.status_code == 200
+    assert one.json()["track"] == "both_tracks"
+    listed = (await client.get(STREAMS, headers=AUTH)).json()
+    assert [s["name"] for s in listed["streams"]] == ["agent"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"profile": "nope"}, 400),
+        ({"name": "x", "url": "https://not-wss.example.com"}, 400),
+        ({"name": "x", "url": "wss://a.example.com/?q=1"}, 400),
+        ({"name": "bad name", "url": "wss://a.example.com"}, 400),
+        ({"name": "x", "url": "wss://a.example.com", "track": "all"}, 400),
+        ({"name": "x", "url": "wss://a.example.com", "parameters": {"a": "{Nope}"}}, 400),
+        ([1, 2], 400),
+    ],
+)
+async def test_bad_start_bodies(
+    client: httpx.AsyncClient, redis: Redis, body: Any, status: int
+) -> None:
+    response = await client.post(STREAMS, json=body, headers=AUTH)
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert await redis.dbsize() == 0
+
+
+async def test_start_needs_json(client: httpx.AsyncClient) -> None:
+    response = await client.post(STREAMS, content=b"profile=x", headers=AUTH)
+    assert response.status_code == 415
+    bad = await client.post(
+        STREAMS, content=b"{", headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert bad.status_code == 400
+
+
+async def test_bad_call_sid_and_unknown_names(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/calls/CA123/streams", headers=AUTH)).status_code == 400
+    assert (await client.get(f"{STREAMS}/nope", headers=AUTH)).status_code == 404
+    assert (await client.post(f"{STREAMS}/nope/stop", headers=AUTH)).status_code == 404
+
+
+async def test_stop_before_the_start_was_made_cancels_it(client: httpx.AsyncClient) -> None:
+    path = "/twilio/call-status"
+    await client.post(path, **signed(path, answered(call_sid())))
+    response = await client.post(f"{STREAMS}/transcription/stop", headers=AUTH)
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["desired"]) == ("skipped", "stopped")
+
+
+async def test_unknown_paths_and_methods_answer_json(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]
+    wrong = await client.get("/twilio/call-status")
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]
+
+
+async def test_openapi_describes_the_operator_api(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/v1/calls/{CallSid}/streams",
+        "/v1/calls/{CallSid}/streams/{name}",
+        "/v1/calls/{CallSid}/streams/{name}/stop",
+    }
+    stream = document["components"]["schemas"]["Stream"]["properties"]
+    assert {"call_sid", "sid", "status", "desired", "attempts", "started_at"} <= set(stream)
+
+
+async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
+    path = "/twilio/call-status"
+    await client.post(path, **signed(path, answered(call_sid())))
+    text = (await client.get("/metrics")).text
+    assert 'callstreams_webhooks_total{kind="call-status",status="in-progress"} 1.0' in text
+    assert call_sid() not in text

@@ -1,0 +1,159 @@
+"""Settings and profiles: bad configuration stops the process with one clear line."""
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from service.catalog import load_catalog
+from service.config import ConfigError, load_settings
+from service.profiles import Profile
+from tests.conftest import ACCOUNT_SID
+
+BASE = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+    "TWILIO_AUTH_TOKEN": "tok",
+    "PUBLIC_BASE_URL": "https://streams.example.com/",
+    "STREAM_URL": "wss://asr.example.com/x",
+}
+
+
+def test_defaults_and_durations() -> None:
+    settings = load_settings(**BASE, CALLSTREAMS_RECORD_TTL="12h")
+    assert settings.public_base_url == "https://streams.example.com"
+    assert settings.record_ttl == timedelta(hours=12)
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.stream_status_url == "https://streams.example.com/twilio/stream-status"
+
+
+def test_api_key_is_used_for_rest_auth() -> None:
+    key = "SK" + "1" * 32
+    catalog = load_catalog(load_settings(**BASE, TWILIO_API_KEY=key, TWILIO_API_SECRET="s3"))
+    assert catalog.accounts[ACCOUNT_SID].rest_auth == (key, "s3")
+    assert load_catalog(load_settings(**BASE)).accounts[ACCOUNT_SID].rest_auth == (
+        ACCOUNT_SID,
+        "tok",
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"TWILIO_ACCOUNT_SID": "AC123"}, "TWILIO_ACCOUNT_SID"),
+        ({"PUBLIC_BASE_URL": "streams.example.com"}, "PUBLIC_BASE_URL"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+        ({"CALLSTREAMS_RECORD_TTL": "soon"}, "CALLSTREAMS_RECORD_TTL"),
+        ({"TWILIO_API_KEY": "SK" + "1" * 32}, "TWILIO_API_SECRET"),
+        ({"STREAM_TRACK": "all"}, "STREAM_TRACK"),
+    ],
+)
+def test_bad_values_name_the_variable(override: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_catalog(load_settings(**{**BASE, **override}))
+    assert named in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_bad_profile_variables() -> None:
+    with pytest.raises(ConfigError, match="STREAM_URL: must be a wss:// URL"):
+        load_catalog(load_settings(**{**BASE, "STREAM_URL": "https://x"}))
+    with pytest.raises(ConfigError, match="STREAM_URL: required"):
+        load_catalog(load_settings(**{**BASE, "STREAM_URL": None}))
+
+
+def test_profiles_file_reports_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "streams.toml"
+    config.write_text(
+        """
+[[streams]]
+name = "a"
+url = "http://x"
+
+[[streams]]
+name = "a"
+url = "wss://x.example.com"
+track = "sideways"
+
+[[streams]]
+name = "b"
+url = "wss://b.example.com"
+parameters = { who = "{Fromm}" }
+"""
+    )
+    with pytest.raises(ConfigError) as error:
+        load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config)))
+    message = str(error.value)
+    assert "streams[a].url" in message
+    assert "streams[a].track" in message
+    assert "{Fromm}" in message
+
+
+def test_profiles_file_match_and_templates(tmp_path: Path) -> None:
+    config = tmp_path / "streams.toml"
+    config.write_text(
+        """
+[[streams]]
+name = "transcription"
+url = "wss://asr.example.com/twilio"
+track = "both_tracks"
+[streams.parameters]
+tenant = "acme"
+caller = "{From}"
+[streams.match]
+Direction = "inbound"
+To = ["+15551234567", "+15557654321"]
+"""
+    )
+    [profile] = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config))).profiles
+    fields = {"Direction": "inbound", "To": "+15557654321", "From": "+15550001111"}
+    assert profile.matches(fields)
+    assert not profile.matches({**fields, "Direction": "outbound-api"})
+    assert not profile.matches({**fields, "To": "+1999"})
+    assert profile.render(fields) == {"tenant": "acme", "caller": "+15550001111"}
+
+
+def test_profile_rules() -> None:
+    with pytest.raises(ValueError, match="query"):
+        Profile(name="a", url="wss://x.example.com/?a=1")
+    with pytest.raises(ValueError, match="at most 99"):
+        Profile(name="a", url="wss://x.example.com", parameters={str(i): "" for i in range(100)})
+
+
+def test_cli_prints_one_line_without_secrets() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "STREAM_"))}
+    env.update(TWILIO_AUTH_TOKEN="super-secret-token", TWILIO_ACCOUNT_SID="ACnope")
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "web"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "TWILIO_ACCOUNT_SID" in lines[0]
+    assert "PUBLIC_BASE_URL" in lines[0]
+    assert "super-secret-token" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_track_limit_across_profiles_that_can_match_one_call(tmp_path: Path) -> None:
+    def config(*profiles: str) -> Path:
+        path = tmp_path / "streams.toml"
+        path.write_text("\n".join(profiles))
+        return path
+
+    both = '[[streams]]\nname = "{}"\nurl = "wss://x.example.com"\ntrack = "both_tracks"\n'
+    inbound_only = both + "[streams.match]\nDirection = 'inbound'\n"
+    outbound_only = both + "[streams.match]\nDirection = 'outbound-api'\n"
+    # Three both_tracks profiles matching every call: 6 tracks, refused.
+    with pytest.raises(ConfigError, match="a, b, c can all match one call and need 6 tracks"):
+        load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(
+            config(both.format("a"), both.format("b"), both.format("c"))
+        )))  # fmt: skip
+    # Inbound and outbound profiles never match the same call: 4 tracks at most, accepted.
+    profiles = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(
+        config(both.format("a"), inbound_only.format("b"), outbound_only.format("c"))
+    ))).profiles  # fmt: skip
+    assert [p.name for p in profiles] == ["a", "b", "c"]

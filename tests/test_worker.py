@@ -1,0 +1,259 @@
+"""The worker against the Twilio emulator (in process) and a real Redis."""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from service.emulator import EmulatorConfig, create_emulator_app
+
+from service.app import create_app
+from service.config import Settings
+from service.metrics import Metrics
+from tests.conftest import (
+    ACCOUNT_SID,
+    API_TOKEN,
+    AUTH_TOKEN,
+    answered,
+    lifespan_client,
+    signed,
+)
+from worker.settings import create_worker
+
+pytestmark = pytest.mark.anyio
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+CALL_STATUS = "/twilio/call-status"
+API_KEY, API_SECRET = "SK" + "5" * 32, "key-secret"
+
+
+class Stack:
+    """The web app and the emulator in process; workers run in burst mode."""
+
+    def __init__(
+        self, settings: Settings, web: httpx.AsyncClient, twilio: httpx.AsyncClient
+    ) -> None:
+        self.settings = settings
+        self.web = web
+        self.twilio = twilio
+        self.transport: httpx.AsyncBaseTransport = twilio._transport
+        self.metrics = Metrics()
+
+    async def call(self, status: str = "in-progress") -> str:
+        response = await self.twilio.post(
+            "/_emulator/calls", json={"account_sid": ACCOUNT_SID, "status": status}
+        )
+        assert response.status_code == 201, response.text
+        sid: str = response.json()["sid"]
+        return sid
+
+    async def answer(self, sid: str) -> None:
+        response = await self.web.post(CALL_STATUS, **signed(CALL_STATUS, answered(sid)))
+        assert response.status_code == 204
+
+    async def work(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        worker = create_worker(
+            self.settings, metrics=self.metrics, transport=transport or self.transport,
+            burst=True, poll_delay=0.01, handle_signals=False,
+        )  # fmt: skip
+        try:
+            await worker.async_run()
+        finally:
+            await worker.close()
+
+    async def streams(self, sid: str) -> list[dict[str, Any]]:
+        response = await self.web.get(f"/v1/calls/{sid}/streams", headers=AUTH)
+        result: list[dict[str, Any]] = response.json()["streams"]
+        return result
+
+    async def emulator_streams(self, sid: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = (await self.twilio.get(f"/_emulator/calls/{sid}")).json()[
+            "streams"
+        ]
+        return result
+
+    async def creates(self) -> list[dict[str, Any]]:
+        requests = (await self.twilio.get("/_emulator/requests")).json()["requests"]
+        return [r for r in requests if r["path"].endswith("/Streams.json")]
+
+
+@pytest.fixture
+async def stack(make_settings: Callable[..., Settings]) -> AsyncIterator[Stack]:
+    emulator = create_emulator_app(
+        EmulatorConfig(
+            accounts={ACCOUNT_SID: AUTH_TOKEN}, api_keys={API_KEY: (ACCOUNT_SID, API_SECRET)}
+        )
+    )
+    settings = make_settings(CALLSTREAMS_RETRY_MAX_ATTEMPTS="3")
+    async for twilio in lifespan_client(emulator, "http://twilio.test"):
+        async for web in lifespan_client(create_app(settings), "http://internal"):
+            yield Stack(settings, web, twilio)
+
+
+async def test_answered_call_gets_its_stream(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    [stream] = await stack.emulator_streams(sid)
+    assert record["status"] == "in-progress"
+    assert record["sid"] == stream["sid"]
+    assert record["sid"].startswith("MZ")
+    assert record["attempts"] == 1
+    assert record["uri"].endswith(f"/Streams/{record['sid']}.json")
+    assert record["started_at"] is not None
+    [create] = await stack.creates()
+    assert create["form"] == {
+        "Url": stack.settings.stream_url,
+        "Name": "transcription",
+        "Track": "inbound_track",
+        "StatusCallback": "https://streams.example.com/twilio/stream-status",
+        "StatusCallbackMethod": "POST",
+    }
+    assert create["auth_user"] == ACCOUNT_SID
+
+
+async def test_stop_by_name_uses_the_sid(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work()
+    response = await stack.web.post(f"/v1/calls/{sid}/streams/transcription/stop", headers=AUTH)
+    assert response.status_code == 202
+    await stack.work()
+    [record] = await stack.streams(sid)
+    [stream] = await stack.emulator_streams(sid)
+    assert (record["status"], stream["status"]) == ("stopped", "stopped")
+    assert record["attempts"] == 2
+    requests = (await stack.twilio.get("/_emulator/requests")).json()["requests"]
+    assert requests[-1]["path"].endswith(f"/Streams/{record['sid']}.json")
+    assert requests[-1]["form"] == {"Status": "stopped"}
+
+
+async def test_stop_before_the_worker_ran_never_creates(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.web.post(f"/v1/calls/{sid}/streams/transcription/stop", headers=AUTH)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    assert record["status"] == "skipped"
+    assert await stack.creates() == []
+
+
+async def test_call_not_in_progress_is_skipped_with_twilios_error(stack: Stack) -> None:
+    sid = await stack.call(status="ringing")
+    await stack.answer(sid)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    assert record["status"] == "skipped"
+    assert record["error"]["code"] == 21220
+    assert record["attempts"] == 1
+
+
+async def test_unknown_call_is_skipped(stack: Stack) -> None:
+    sid = "CA" + "e" * 32
+    await stack.answer(sid)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    assert (record["status"], record["error"]["code"]) == ("skipped", 20404)
+
+
+async def test_name_already_taken_counts_as_started_and_stops_by_name(stack: Stack) -> None:
+    sid = await stack.call()
+    response = await stack.twilio.post(
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}/Streams.json",
+        data={"Url": "wss://x.example.com", "Name": "transcription"},
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
+    )
+    assert response.status_code == 200
+    await stack.answer(sid)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    assert (record["status"], record["sid"], record["error"]) == ("in-progress", None, None)
+    await stack.web.post(f"/v1/calls/{sid}/streams/transcription/stop", headers=AUTH)
+    await stack.work()
+    [record] = await stack.streams(sid)
+    [stream] = await stack.emulator_streams(sid)
+    assert (record["status"], stream["status"]) == ("stopped", "stopped")
+
+
+class Flaky(httpx.AsyncBaseTransport):
+    """Fails chosen requests the way networks and Twilio do, then passes the rest on."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, faults: list[str]) -> None:
+        self.inner = inner
+        self.faults = faults
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        fault = self.faults.pop(0) if self.faults else None
+        if fault == "429":
+            body = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return httpx.Response(429, json=body, headers={"Retry-After": "0"})
+        if fault == "connect":
+            raise httpx.ConnectError("refused", request=request)
+        response = await self.inner.handle_async_request(request)
+        if fault == "timeout-after-send":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return response
+
+
+async def test_throttled_then_refused_connection_is_retried(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work(Flaky(stack.transport, ["429", "connect"]))
+    [record] = await stack.streams(sid)
+    assert (record["status"], record["attempts"], record["error"]) == ("in-progress", 3, None)
+    assert len(await stack.creates()) == 1
+
+
+async def test_timeout_after_the_create_was_sent_makes_no_second_stream(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work(Flaky(stack.transport, ["timeout-after-send"]))
+    [record] = await stack.streams(sid)
+    assert (record["status"], record["attempts"]) == ("in-progress", 2)
+    assert len(await stack.emulator_streams(sid)) == 1
+
+
+async def test_gives_up_after_the_attempt_cap(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work(Flaky(stack.transport, ["429", "429", "429", "429"]))
+    [record] = await stack.streams(sid)
+    assert (record["status"], record["attempts"]) == ("failed", 3)
+    assert record["error"]["code"] == 20429
+    assert await stack.creates() == []
+
+
+async def test_api_key_auth(make_settings: Callable[..., Settings], stack: Stack) -> None:
+    stack.settings = make_settings(TWILIO_API_KEY=API_KEY, TWILIO_API_SECRET=API_SECRET)
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work()
+    [create] = await stack.creates()
+    assert create["auth_user"] == API_KEY
+    assert (await stack.streams(sid))[0]["status"] == "in-progress"
+
+
+async def test_two_workers_many_calls_one_stream_each(stack: Stack) -> None:
+    sids = [await stack.call() for _ in range(30)]
+    for sid in sids:
+        await stack.answer(sid)
+        await stack.answer(sid)
+    await asyncio.gather(stack.work(), stack.work())
+    creates = await stack.creates()
+    assert sorted(c["path"] for c in creates) == sorted(
+        f"/2010-04-01/Accounts/{ACCOUNT_SID}/Calls/{sid}/Streams.json" for sid in sids
+    )
+    for sid in sids:
+        assert [s["status"] for s in await stack.streams(sid)] == ["in-progress"]
+
+
+async def test_worker_metrics(stack: Stack) -> None:
+    sid = await stack.call()
+    await stack.answer(sid)
+    await stack.work()
+    from prometheus_client import generate_latest
+
+    text = generate_latest(stack.metrics.registry).decode()
+    assert 'callstreams_twilio_requests_total{code="",operation="create",outcome="ok"} 1.0' in text
+    assert "callstreams_answered_to_create_sent_seconds_count 1.0" in text

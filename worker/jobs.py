@@ -1,0 +1,141 @@
+"""The worker's jobs: converge one stream record to its desired state.
+
+Each job takes the record's lease (`Records.begin`), makes at most one Twilio
+request, and records the answer (`Records.finish`). A transient failure is
+retried by arq after the policy's delay, never by sleeping in the job.
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from arq import Retry
+from redis.exceptions import RedisError
+
+from service.config import Settings
+from service.metrics import Metrics, seconds_since
+from service.records import Outcome, Records, StreamRecord
+from service.retry import RetryPolicy
+from service.twilio import Answer, Kind, TwilioClient
+
+log = structlog.get_logger("callstreams.worker")
+# How long a job keeps trying to store Twilio's answer while Redis is unreachable.
+PERSIST_WITHIN = 8.0
+
+# What each Twilio answer means for the record, per request.
+CREATE: dict[Kind, Outcome] = {
+    "ok": "created", "exists": "created", "not-in-progress": "skipped", "not-found": "skipped",
+}  # fmt: skip
+STOP: dict[Kind, Outcome] = {
+    "ok": "stopped", "not-found": "stopped", "not-in-progress": "stopped",
+}  # fmt: skip
+# Stopping by name after an attempt of unknown outcome: 404 means it never existed.
+STOP_UNSURE: dict[Kind, Outcome] = {
+    "ok": "stopped", "not-found": "skipped", "not-in-progress": "skipped",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Deps:
+    """What jobs need, opened once per worker process in `on_startup`."""
+
+    settings: Settings
+    records: Records
+    twilio: TwilioClient
+    policy: RetryPolicy
+    metrics: Metrics
+    lease: timedelta
+
+
+async def _finish(deps: Deps, call_sid: str, name: str, outcome: Outcome, **patch: object) -> None:
+    """Store Twilio's answer, riding out a Redis blip: the answer cannot be asked again."""
+    deadline = time.monotonic() + PERSIST_WITHIN
+    delay = 0.05
+    while True:
+        try:
+            await deps.records.finish(call_sid, name, outcome, **patch)
+            return
+        except (RedisError, OSError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("storing the answer failed, retrying", call_sid=call_sid, stream=name,
+                        error=type(error).__name__)  # fmt: skip
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def _request(deps: Deps, operation: str, call: Awaitable[Answer]) -> Answer:
+    started = time.perf_counter()
+    answer = await call
+    deps.metrics.twilio_seconds.labels(operation).observe(time.perf_counter() - started)
+    code = str(answer.error["code"]) if answer.error and answer.error["code"] else ""
+    deps.metrics.twilio_requests.labels(operation, answer.kind, code).inc()
+    return answer
+
+
+async def _conclude(
+    deps: Deps, record: StreamRecord, operation: str, answer: Answer, meaning: dict[Kind, Outcome]
+) -> str:
+    """Persist what `answer` means; raise Retry for a transient failure still in budget."""
+    call_sid, name = record["call_sid"], record["name"]
+    outcome: Outcome = meaning.get(answer.kind, "failed")
+    if answer.kind == "transient":
+        if not deps.policy.exhausted(record["attempts"], record["created_at"]):
+            await _finish(deps, call_sid, name, "retry", error=answer.error)
+            delay = deps.policy.delay(record["attempts"], answer.retry_after)
+            log.info("retrying", call_sid=call_sid, stream=name, delay=round(delay, 3))
+            raise Retry(defer=delay)
+        outcome = "failed"
+    body = answer.body
+    error = None if outcome in ("created", "stopped") else answer.error
+    await _finish(
+        deps, call_sid, name, outcome, sid=body.get("sid"), date_updated=body.get("date_updated"),
+        uri=body.get("uri"), error=error,
+    )  # fmt: skip
+    deps.metrics.stream_outcomes.labels(record["profile"] or "", operation, outcome).inc()
+    log.info(outcome, call_sid=call_sid, stream=name, attempts=record["attempts"], error=error)
+    return outcome
+
+
+async def start_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
+    """Create the stream at Twilio, unless it was stopped or the call ended first."""
+    deps: Deps = ctx["deps"]
+    action, record = await deps.records.begin(call_sid, name, "start", deps.lease)
+    if action == "busy":
+        raise Retry(defer=deps.lease)
+    if record is None or action in ("done", "gone"):
+        return action
+    if action == "stop":
+        # A stop was asked after an attempt whose outcome is unknown: stop by name.
+        stop = deps.twilio.stop(record["account_sid"], call_sid, name)
+        answer = await _request(deps, "stop", stop)
+        return await _conclude(deps, record, "stop", answer, STOP_UNSURE)
+    if record["attempts"] == 1 and (elapsed := seconds_since(record["answered_at"])) is not None:
+        deps.metrics.answered_to_create_sent.observe(elapsed)
+    create = deps.twilio.create(
+        record["account_sid"],
+        call_sid,
+        name=name,
+        url=record["url"],
+        track=record["track"],
+        parameters=record["parameters"],
+        status_callback=deps.settings.stream_status_url,
+    )
+    return await _conclude(deps, record, "create", await _request(deps, "create", create), CREATE)
+
+
+async def stop_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
+    """Stop a live stream by its SID when known, else by its name."""
+    deps: Deps = ctx["deps"]
+    action, record = await deps.records.begin(call_sid, name, "stop", deps.lease)
+    if action == "busy":
+        raise Retry(defer=deps.lease)
+    if record is None or action in ("done", "gone"):
+        return action
+    stop = deps.twilio.stop(record["account_sid"], call_sid, record["sid"] or name)
+    answer = await _request(deps, "stop", stop)
+    return await _conclude(deps, record, "stop", answer, STOP)

@@ -1,0 +1,134 @@
+"""arq wiring: the worker's settings, built from our Settings, owning its clients."""
+
+import socket
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from arq.connections import RedisSettings
+from arq.worker import func
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service import jobs as job_names
+from service.catalog import load_catalog
+from service.config import Settings
+from service.metrics import Metrics
+from service.records import Records
+from service.retry import RetryPolicy
+from service.twilio import TwilioClient, http_client
+from worker.jobs import PERSIST_WITHIN, Deps, start_stream, stop_stream
+from worker.observe import observed
+from worker.wakeup import WakingWorker
+
+HEALTH_INTERVAL_S = 5
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    """arq's connection settings: ride out short Redis outages; TLS verifies the hostname."""
+    redis = RedisSettings.from_dsn(settings.redis_url)
+    redis.conn_retries = 60  # wait up to a minute for Redis at start
+    redis.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 5)
+    redis.retry_on_error = [RedisConnectionError, RedisTimeoutError]
+    if redis.ssl:
+        redis.ssl_check_hostname = True
+        redis.ssl_cert_reqs = "required"
+    return redis
+
+
+def health_key(settings: Settings) -> str:
+    """Per host, so that `callstreams worker --check` in a pod checks that pod's worker."""
+    return f"{settings.queue_name}:health-check:{socket.gethostname()}"
+
+
+def worker_settings(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `arq.worker.Worker`; `transport` is the tests' seam to Twilio."""
+    # One Twilio request, then up to PERSIST_WITHIN seconds to store its answer.
+    job_timeout = settings.twilio_timeout + PERSIST_WITHIN + 2
+    catalog = load_catalog(settings)
+    metrics = metrics or Metrics()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        stack = ctx["resources"] = AsyncExitStack()
+        client = http_client(settings.api_base_url, settings.twilio_timeout, transport)
+        await stack.enter_async_context(client)
+        await stack.enter_async_context(
+            observed(ctx["redis"], settings.queue_name, metrics, settings.worker_metrics_port)
+        )
+        ctx["deps"] = Deps(
+            settings=settings,
+            records=Records(
+                ctx["redis"], queue=settings.queue_name, record_ttl=settings.record_ttl
+            ),
+            twilio=TwilioClient(client, catalog.accounts),
+            policy=RetryPolicy(
+                max_attempts=settings.retry_max_attempts,
+                max_age=settings.retry_max_age,
+                base=settings.retry_base_delay,
+                cap=settings.retry_max_delay,
+            ),
+            metrics=metrics,
+            lease=timedelta(seconds=job_timeout + 1),
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        if "resources" in ctx:
+            await ctx["resources"].aclose()
+
+    return {
+        "functions": [
+            func(start_stream, name=job_names.START),
+            func(stop_stream, name=job_names.STOP),
+        ],
+        "queue_name": settings.queue_name,
+        "redis_settings": redis_settings(settings),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "job_serializer": job_names.dumps,
+        "job_deserializer": job_names.loads,
+        "keep_result": 0,
+        # Attempts are capped by the retry policy from the record, not by arq.
+        "max_tries": 10_000,
+        "job_timeout": job_timeout,
+        # On SIGTERM, stop taking jobs and let running ones finish (each is one request).
+        "job_completion_wait": int(job_timeout) + 1,
+        "max_jobs": settings.worker_concurrency,
+        "health_check_interval": HEALTH_INTERVAL_S,
+        "health_check_key": health_key(settings),
+    }
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **overrides: Any,
+) -> WakingWorker:
+    kwargs = worker_settings(settings, metrics=metrics, transport=transport)
+    return WakingWorker(**{**kwargs, **overrides})
+
+
+async def check(settings: Settings) -> tuple[bool, str]:
+    """Whether a worker wrote its heartbeat lately: the worker's readiness probe."""
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+
+    redis: Redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        beat = await redis.get(health_key(settings))
+    except (RedisError, OSError) as error:
+        return False, f"not ready: redis: {type(error).__name__}: {error}"
+    finally:
+        await redis.aclose()
+    if beat is None:
+        return False, f"not ready: no worker heartbeat in the last {HEALTH_INTERVAL_S + 1}s"
+    return True, f"ok: {beat.decode()}"
