@@ -4,10 +4,14 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from service import logs
+from service import logs, operator_cli
 from service.config import ConfigError, Settings, load_settings
 from service.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, run_dev, simulate_call
+
+if TYPE_CHECKING:
+    from service.emulator.faults import Fault
 
 
 def _settings(**overrides: object) -> Settings:
@@ -67,7 +71,11 @@ def _emulator(args: argparse.Namespace) -> int:
 
     accounts = dict(a.split(":", 1) for a in args.account) or {DEV_ACCOUNT_SID: DEV_AUTH_TOKEN}
     logs.configure("console", "info")
-    app = create_emulator_app(EmulatorConfig(accounts=accounts))
+    config = EmulatorConfig(
+        accounts=accounts, latency=args.latency, max_concurrency=args.max_concurrency,
+        stream_started_delay=args.stream_started_delay, faults=args.fault, seed=args.seed,
+    )  # fmt: skip
+    app = create_emulator_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None)
     return 0
 
@@ -85,6 +93,15 @@ def _account(value: str) -> str:
     if not sep or not sid.startswith("AC") or not token:
         raise argparse.ArgumentTypeError("expected ACCOUNT_SID:AUTH_TOKEN")
     return value
+
+
+def _fault(value: str) -> "Fault":
+    from service.emulator.faults import FaultError, parse_flag
+
+    try:
+        return parse_flag(value)
+    except FaultError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -108,6 +125,22 @@ def parser() -> argparse.ArgumentParser:
         "--account", type=_account, action="append", default=[],
         help=f"ACCOUNT_SID:AUTH_TOKEN, repeatable (default {DEV_ACCOUNT_SID}:{DEV_AUTH_TOKEN})",
     )  # fmt: skip
+    emulator.add_argument(
+        "--latency", type=float, default=0.0, help="seconds every REST answer takes"
+    )
+    emulator.add_argument(
+        "--max-concurrency", type=int, help="per account; requests beyond it get 429 (20429)"
+    )
+    emulator.add_argument(
+        "--stream-started-delay", type=float, default=0.0,
+        help="seconds between a create and its stream-started callback",
+    )  # fmt: skip
+    emulator.add_argument(
+        "--fault", type=_fault, action="append", default=[],
+        help="KIND[:RATIO[:OPERATION[:SECONDS]]], repeatable; KIND is one of "
+        "latency, 429, 500, 503, timeout, reset-before, reset-after",
+    )  # fmt: skip
+    emulator.add_argument("--seed", type=int, help="seed for the faults' random draws")
     emulator.set_defaults(run=_emulator)
 
     dev = commands.add_parser("dev", help="everything on this machine, against the emulator")
@@ -124,6 +157,8 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--token", required=True, help="the operator API token")
     simulate.add_argument("--account", default=DEV_ACCOUNT_SID)
     simulate.set_defaults(run=_simulate)
+
+    operator_cli.add_parser(commands)
     return root
 
 

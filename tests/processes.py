@@ -38,11 +38,11 @@ class Services:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        log = (self.logs / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", *args],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", *args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
         self.processes[name] = process
         return process
 
@@ -53,6 +53,10 @@ class Services:
         else:
             process.terminate()
         process.wait(20)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
 
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")
@@ -82,7 +86,7 @@ def running_stack(redis_url: str, logs: Path, **env: str) -> Iterator[Services]:
         logs=logs,
     )
     with ExitStack() as stack:
-        stack.callback(lambda: [services.stop(n) for n in list(services.processes)])
+        stack.callback(services.stop_all)
         services.spawn(
             "emulator", "emulator", "--port", str(emulator_port),
             "--account", f"{ACCOUNT_SID}:{AUTH_TOKEN}",

@@ -5,7 +5,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,6 +24,18 @@ def services(redis_url: str, tmp_path: Path) -> Iterator[Services]:
         yield running
 
 
+@pytest.fixture
+def twilio(services: Services) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=services.emulator, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+def api(services: Services) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=services.web, headers=AUTH, timeout=10) as client:
+        yield client
+
+
 def until(check: Callable[[], Any], within: float = 15.0) -> Any:
     deadline = time.monotonic() + within
     while True:
@@ -35,9 +47,9 @@ def until(check: Callable[[], Any], within: float = 15.0) -> Any:
         time.sleep(0.05)
 
 
-def test_answered_call_streams_and_stops_by_name(services: Services, redis_url: str) -> None:
-    twilio = httpx.Client(base_url=services.emulator, timeout=10)
-    api = httpx.Client(base_url=services.web, headers=AUTH, timeout=10)
+def test_answered_call_streams_and_stops_by_name(
+    services: Services, twilio: httpx.Client, api: httpx.Client, redis_url: str
+) -> None:
     call = twilio.post(
         "/_emulator/calls",
         json={"account_sid": ACCOUNT_SID, "status_callback": f"{services.web}/twilio/call-status"},
@@ -66,7 +78,7 @@ def test_answered_call_streams_and_stops_by_name(services: Services, redis_url: 
     assert all(h["status"] == 204 for h in hooks)
 
     twilio.post(f"/_emulator/calls/{sid}/complete")
-    ttl = Redis.from_url(redis_url).ttl(f"callstreams:call:{sid}")
+    ttl = cast(int, Redis.from_url(redis_url).ttl(f"callstreams:call:{sid}"))
     assert 0 < ttl <= 7 * 86400
 
     check = subprocess.run(
@@ -77,8 +89,7 @@ def test_answered_call_streams_and_stops_by_name(services: Services, redis_url: 
     assert "super" not in services.log("web")
 
 
-def test_duplicate_deliveries_create_one_stream(services: Services) -> None:
-    twilio = httpx.Client(base_url=services.emulator, timeout=10)
+def test_duplicate_deliveries_create_one_stream(services: Services, twilio: httpx.Client) -> None:
     call = twilio.post(
         "/_emulator/calls",
         json={"account_sid": ACCOUNT_SID, "status_callback": f"{services.web}/twilio/call-status"},

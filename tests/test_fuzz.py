@@ -4,7 +4,7 @@ import json
 import string
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -70,7 +70,7 @@ def app_client(settings: Settings) -> Iterator[SyncClient]:
 
 
 def keys(redis: Redis) -> int:
-    return int(redis.dbsize())
+    return cast(int, redis.dbsize())
 
 
 def check_refusal(response: Any, redis: Redis, before: int) -> None:
@@ -99,7 +99,9 @@ def test_webhooks_never_fail_on_input(
             path: str, form: list[tuple[str, str]], content_type: str, sign: bool,
             raw: bytes | None,
         ) -> None:  # fmt: skip
-            request = signed(path, form) if sign else {"content": urlencode(form).encode()}
+            request: dict[str, Any] = (
+                signed(path, form) if sign else {"content": urlencode(form).encode()}
+            )
             headers = dict(request.get("headers", {}))
             headers["Content-Type"] = content_type
             body = raw if raw is not None else request["content"]

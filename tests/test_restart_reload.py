@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -50,8 +51,9 @@ async def streams(client: httpx.AsyncClient, n: int = 1) -> dict[str, dict[str, 
 
 async def event(client: httpx.AsyncClient, name: str, kind: str, n: int = 1) -> None:
     fields = {
-        "AccountSid": ACCOUNT_SID, "CallSid": call_sid(n), "StreamSid": f"MZ{hash(name) & 0xFFFF:032x}",
-        "StreamName": name, "StreamEvent": kind, "StreamError": "31921 close error",
+        "AccountSid": ACCOUNT_SID, "CallSid": call_sid(n),
+        "StreamSid": f"MZ{hash(name) & 0xFFFF:032x}", "StreamName": name,
+        "StreamEvent": kind, "StreamError": "31921 close error",
     }  # fmt: skip
     response = await client.post(STREAM_STATUS, **signed(STREAM_STATUS, fields))
     assert response.status_code == 204
@@ -99,7 +101,7 @@ async def test_reload_swaps_profiles_under_load(
 
     async def swap() -> None:
         await asyncio.sleep(0.01)
-        config.write_text(RESTARTING.replace('"asr"', '"agent"'))
+        await anyio.Path(config).write_text(RESTARTING.replace('"asr"', '"agent"'))
         assert reload(state)
 
     statuses, _ = await asyncio.gather(asyncio.gather(*(deliver(n) for n in range(1, 201))), swap())
@@ -108,7 +110,7 @@ async def test_reload_swaps_profiles_under_load(
     await deliver(500)
     assert sorted(await streams(client, 500)) == ["agent"]
 
-    config.write_text("[[streams]]\nname = 'bad name'\nurl = 'https://x'\n")
+    await anyio.Path(config).write_text("[[streams]]\nname = 'bad name'\nurl = 'https://x'\n")
     assert not reload(state)
     assert [p.name for p in state.catalog.profiles] == ["agent"]
     ready = (await client.get("/readyz")).json()

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
-from service.emulator import EmulatorConfig, create_emulator_app
 
 from service.app import create_app
 from service.config import Settings
+from service.emulator import EmulatorConfig, create_emulator_app
 from service.metrics import Metrics
 from tests.conftest import (
     ACCOUNT_SID,

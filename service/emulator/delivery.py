@@ -1,0 +1,111 @@
+"""Signed webhooks as Twilio sends them, with its connection-override fragments.
+
+A callback URL may end in `#rc=3&rp=all&ct=1000&rt=5000`: retry count, retry
+policy (`4xx`, `5xx`, `ct` connect failure, `rt` read timeout, `all`), connect
+and read timeouts in milliseconds. The fragment is neither sent nor signed.
+Twilio's defaults are one retry, on connect failures only.
+"""
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import httpx
+
+from service.signature import compute_signature
+
+MAX_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Overrides:
+    url: str  # without the fragment
+    retries: int = 1
+    policy: frozenset[str] = frozenset({"ct"})
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+
+
+def _millis(value: str, low: int, high: int, default: float) -> float:
+    try:
+        return min(max(int(value), low), high) / 1000
+    except ValueError:
+        return default
+
+
+def parse_overrides(url: str) -> Overrides:
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.fragment))
+    bare = urlunsplit(parts._replace(fragment=""))
+    policy = {p.strip() for p in options.get("rp", "ct").split(",") if p.strip()}
+    if "all" in policy:
+        policy = {"4xx", "5xx", "ct", "rt"}
+    try:
+        retries = min(max(int(options.get("rc", "1")), 0), MAX_RETRIES)
+    except ValueError:
+        retries = 1
+    return Overrides(
+        url=bare,
+        retries=retries,
+        policy=frozenset(policy),
+        connect_timeout=_millis(options.get("ct", ""), 100, 10_000, 5.0),
+        read_timeout=_millis(options.get("rt", ""), 100, 15_000, 15.0),
+    )
+
+
+def _retryable(overrides: Overrides, status: int | None, error: Exception | None) -> bool:
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return "ct" in overrides.policy
+    if error is not None:
+        return "rt" in overrides.policy
+    if status is not None and 400 <= status < 500:
+        return "4xx" in overrides.policy
+    if status is not None and status >= 500:
+        return "5xx" in overrides.policy
+    return False
+
+
+class Deliverer:
+    """Posts signed webhooks and remembers every attempt."""
+
+    def __init__(self, http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+        self.http = http
+        self.tokens = tokens
+        self.log: list[dict[str, Any]] = []
+
+    async def deliver(
+        self, account_sid: str, url: str, params: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """Every attempt's outcome: `status` (None when no answer) and `attempt` from 1."""
+        overrides = parse_overrides(url)
+        signature = compute_signature(overrides.url, params.items(), self.tokens[account_sid])
+        headers = {
+            "X-Twilio-Signature": signature,
+            "I-Twilio-Idempotency-Token": secrets.token_hex(16),
+            "User-Agent": "TwilioProxy/1.1",
+        }
+        timeout = httpx.Timeout(overrides.read_timeout, connect=overrides.connect_timeout)
+        attempts: list[dict[str, Any]] = []
+        for attempt in range(1, overrides.retries + 2):
+            status: int | None = None
+            failure: Exception | None = None
+            try:
+                response = await self.http.post(
+                    overrides.url, data=params, headers=headers, timeout=timeout
+                )
+                status = response.status_code
+            except httpx.TransportError as error:
+                failure = error
+            entry = {
+                "url": overrides.url,
+                "params": params,
+                "status": status,
+                "error": type(failure).__name__ if failure else None,
+                "attempt": attempt,
+            }
+            self.log.append(entry)
+            attempts.append(entry)
+            if not _retryable(overrides, status, failure):
+                break
+        return attempts
