@@ -15,6 +15,7 @@ from service.openapi import OPENAPI
 from service.profiles import Profile
 from service.records import new_record
 from service.state import AppState
+from service.validation import problems
 
 
 def _state(request: Request) -> AppState:
@@ -93,10 +94,7 @@ def _profile(state: AppState, body: dict[str, Any]) -> Profile:
     try:
         return Profile.model_validate({**body, "match": {}})
     except ValidationError as error:
-        detail = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
-            for e in error.errors(include_input=False, include_url=False)
-        ]
+        detail = [{"field": where, "message": message} for where, message in problems(error)]
         raise ApiError(400, "invalid field", detail) from None
 
 

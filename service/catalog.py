@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from service.accounts import Account, env_account
 from service.config import ConfigError, Settings
 from service.profiles import MAX_TRACKS, Profile, busiest_call, errors, parse_profiles
+from service.validation import problems
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,7 @@ def _env_profile(settings: Settings) -> tuple[Profile, ...]:
     except ValidationError as error:
         names = {"name": "STREAM_NAME", "url": "STREAM_URL"}
         raise ConfigError(
-            "; ".join(
-                f"{names.get(str(item['loc'][0]), item['loc'][0])}: "
-                + item["msg"].removeprefix("Value error, ")
-                for item in error.errors(include_input=False, include_url=False)
-            )
+            "; ".join(f"{names.get(where, where)}: {message}" for where, message in problems(error))
         ) from None
 
 

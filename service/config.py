@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, Validati
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import sids
+from service.validation import problems
 
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -102,6 +103,9 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(0.25, alias="CALLSTREAMS_RETRY_BASE_DELAY", ge=0, le=60)
     retry_max_delay: float = Field(15.0, alias="CALLSTREAMS_RETRY_MAX_DELAY", ge=0, le=600)
     worker_concurrency: int = Field(100, alias="CALLSTREAMS_WORKER_CONCURRENCY", ge=1, le=10000)
+    # Twilio's 20429 is a per-account limit on concurrent requests: each worker process
+    # keeps at most this many requests in flight per account.
+    account_concurrency: int = Field(50, alias="CALLSTREAMS_ACCOUNT_CONCURRENCY", ge=1, le=10000)
     worker_metrics_port: int = Field(9101, alias="CALLSTREAMS_WORKER_METRICS_PORT", ge=0, le=65535)
     log_format: Literal["json", "console"] = Field("json", alias="CALLSTREAMS_LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -122,14 +126,7 @@ class Settings(BaseSettings):
 
 def describe(error: ValidationError) -> str:
     """One line naming each bad variable; values are never included."""
-    parts = []
-    for item in error.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in item["loc"]) or "configuration"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "missing":
-            message = "required but not set"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
+    return "; ".join(f"{where or 'configuration'}: {message}" for where, message in problems(error))
 
 
 # Secrets that may also come from a file named by `<VARIABLE>_FILE`, as Kubernetes mounts them.

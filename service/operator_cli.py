@@ -13,6 +13,7 @@ Exit codes: 0 done, 1 the API refused or failed (its message on stderr),
 """
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -218,7 +219,7 @@ def _error_cell(error: Any) -> str:
     if error.get("code") is not None:
         return _text(error["code"])
     message = _text(error.get("message"))
-    return message if len(message) <= 40 else message[:39] + "…"
+    return message if len(message) <= 40 else message[:37] + "..."
 
 
 def _table(records: Sequence[dict[str, Any]]) -> str:
@@ -256,6 +257,12 @@ def _details(record: dict[str, Any]) -> str:
     return "\n".join(f"{key.ljust(width)}  {value}" for key, value in lines)
 
 
+def _shown(url: str) -> str:
+    """The URL without any user:password part, fit for a message."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _api_url(args: argparse.Namespace) -> str | None:
     url: str = args.api_url or os.environ.get("CALLSTREAMS_API_URL") or DEFAULT_API_URL
     parts = urlsplit(url.strip())
@@ -267,6 +274,9 @@ def _api_url(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """The `streams` commands: one HTTP request, its answer printed, an exit code."""
     prefix = f"callstreams streams {args.streams_command}"
+    for stream in (sys.stdout, sys.stderr):  # a server's text never fails on a narrow locale
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     api_url = _api_url(args)
     if api_url is None:
         print(f"{prefix}: --api-url / CALLSTREAMS_API_URL must be an http(s):// URL",
@@ -285,7 +295,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         data = _call(method, api_url + path, token, body, args.timeout)
     except _Unreachable as error:
-        print(f"{prefix}: cannot connect to {safe(api_url)}: {safe(str(error))}", file=sys.stderr)
+        print(
+            f"{prefix}: cannot connect to {safe(_shown(api_url))}: {safe(str(error))}",
+            file=sys.stderr,
+        )
         return EXIT_UNREACHABLE
     except _Refused as error:
         if args.json and error.body is not None:

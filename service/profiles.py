@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service import sids
 from service.config import Duration, Track
+from service.validation import problems
 
 # Fields Twilio sends with a call status callback (REFERENCE.md §C); templates
 # may name only these, so a typo is a start-up error rather than an empty value.
@@ -102,11 +103,7 @@ class Profile(BaseModel):
 
 
 def errors(prefix: str, error: ValidationError) -> list[str]:
-    return [
-        f"{prefix}.{'.'.join(str(p) for p in item['loc'])}: "
-        + item["msg"].removeprefix("Value error, ")
-        for item in error.errors(include_input=False, include_url=False)
-    ]
+    return [f"{prefix}.{where}: {message}" for where, message in problems(error)]
 
 
 def busiest_call(profiles: tuple[Profile, ...]) -> tuple[int, list[str]]:

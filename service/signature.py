@@ -33,10 +33,10 @@ def compute_signature(url: str, params: Params, auth_token: str) -> str:
 def url_variants(url: str) -> tuple[str, str]:
     """The URL without an explicit port and with the scheme's default port."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    userinfo = parts.netloc.rpartition("@")[0]
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    # The host as written (Twilio signs it unchanged); an IPv6 literal keeps its brackets.
+    host = hostport[: hostport.index("]") + 1] if hostport.startswith("[") else hostport
+    host = host.partition(":")[0] if not host.startswith("[") else host
     prefix = f"{userinfo}@" if userinfo else ""
     port = parts.port if parts.port is not None else _DEFAULT_PORTS.get(parts.scheme, 80)
     bare = urlunsplit(parts._replace(netloc=f"{prefix}{host}"))

@@ -4,6 +4,7 @@ The client never retries by itself: a create is not idempotent, so whether and
 when to try again is decided by the job from the record (see `retry.py`).
 """
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ TOO_MANY_REQUESTS = 20429
 # Twilio's code for a reused stream name is not documented; the emulator answers
 # 409 with 20409. Any 409 is taken to mean the name exists on the call.
 DUPLICATE_NAME = 20409
+# How long a request waits for its account's concurrency slot before the job is
+# retried later instead: jobs must finish well within their timeout.
+SLOT_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,15 @@ def transport_error(error: httpx.TransportError) -> Answer:
 
 
 class TwilioClient:
-    """Create and stop streams, for any configured account, over one keep-alive client."""
+    """Create and stop streams, for any configured account, over one keep-alive client,
+    with at most `concurrency` requests in flight per account."""
 
-    def __init__(self, http: httpx.AsyncClient, accounts: Mapping[str, Account]) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, accounts: Mapping[str, Account], concurrency: int
+    ) -> None:
         self.http = http
         self.accounts = accounts
+        self._slots = {sid: asyncio.Semaphore(concurrency) for sid in accounts}
 
     async def _post(
         self, account_sid: str, call_sid: str, tail: str, form: list[tuple[str, str]]
@@ -106,10 +114,19 @@ class TwilioClient:
             message = f"account {account_sid} is not configured"
             return Answer("permanent", {}, TwilioError(code=None, message=message, more_info=None))
         path = f"/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}/Streams{tail}"
+        slots = self._slots[account_sid]
+        try:
+            async with asyncio.timeout(SLOT_WAIT):
+                await slots.acquire()
+        except TimeoutError:
+            message = "the per-account concurrency cap is reached; not sent"
+            return Answer("transient", {}, TwilioError(code=None, message=message, more_info=None))
         try:
             response = await self.http.post(path, data=dict(form), auth=account.rest_auth)
         except httpx.TransportError as error:
             return transport_error(error)
+        finally:
+            slots.release()
         return classify(response)
 
     async def create(

@@ -257,3 +257,22 @@ async def test_worker_metrics(stack: Stack) -> None:
     text = generate_latest(stack.metrics.registry).decode()
     assert 'callstreams_twilio_requests_total{code="",operation="create",outcome="ok"} 1.0' in text
     assert "callstreams_answered_to_create_sent_seconds_count 1.0" in text
+
+
+async def test_per_account_concurrency_cap_is_never_exceeded(
+    make_settings: Callable[..., Settings],
+) -> None:
+    config = EmulatorConfig(accounts={ACCOUNT_SID: AUTH_TOKEN}, latency=0.02)
+    settings = make_settings(CALLSTREAMS_ACCOUNT_CONCURRENCY="3")
+    async for twilio in lifespan_client(create_emulator_app(config), "http://twilio.test"):
+        async for web in lifespan_client(create_app(settings), "http://internal"):
+            stack = Stack(settings, web, twilio)
+            sids = [await stack.call() for _ in range(24)]
+            for sid in sids:
+                await stack.answer(sid)
+            await stack.work()
+            stats = (await twilio.get("/_emulator/stats")).json()
+            assert stats["creates"] == 24
+            assert stats["max_in_flight"][ACCOUNT_SID] == 3
+            for sid in sids:
+                assert [s["status"] for s in await stack.streams(sid)] == ["in-progress"]

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import time
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -180,7 +181,8 @@ async def handle(request: Request) -> Response:
     form = dict(pairs)
     entry: dict[str, Any] = {
         "method": request.method, "path": request.url.path, "form": form, "status": None,
-        "auth_user": None, "operation": operation,
+        "auth_user": None, "operation": operation, "received_at": time.time(),
+        "fault": None,
     }  # fmt: skip
     emulator.requests.append(entry)
     stats = emulator.stats
@@ -197,6 +199,7 @@ async def handle(request: Request) -> Response:
         stats.max_in_flight[account_sid] = max(stats.max_in_flight.get(account_sid, 0), in_flight)
         counted = True
         fault = emulator.faults.pick(operation)
+        entry["fault"] = fault.kind if fault else None
         if emulator.config.latency:
             await asyncio.sleep(emulator.config.latency)
         early = await _fault(fault, "before")

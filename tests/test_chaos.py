@@ -1,0 +1,156 @@
+"""Chaos on loopback: duplicate deliveries, Twilio faults, a killed worker, a Redis restart.
+
+What users are promised, checked at the end: no call gets a second stream of a
+name, and every answered call ends with a started stream or a record saying why.
+"""
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ACCOUNT_SID, API_TOKEN, RedisServer, answered, signed
+from tests.processes import Services, running_stack, wait_http
+
+pytestmark = pytest.mark.e2e
+CALLS = 120
+FAULTS = [
+    {"kind": "429", "ratio": 0.1, "operation": "create"},
+    {"kind": "503", "ratio": 0.05},
+    {"kind": "reset-before", "ratio": 0.05},
+    {"kind": "reset-after", "ratio": 0.05},
+    {"kind": "timeout", "ratio": 0.03, "seconds": 1.5},  # longer than the worker waits
+    {"kind": "latency", "ratio": 0.2, "seconds": 0.05},
+]
+FINAL = {"in-progress", "stopped", "failed", "skipped"}
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def services(redis: RedisServer, tmp_path: Path) -> Iterator[Services]:
+    env = {
+        "CALLSTREAMS_TWILIO_TIMEOUT": "1",
+        "CALLSTREAMS_RETRY_BASE_DELAY": "0.05",
+        "CALLSTREAMS_RETRY_MAX_DELAY": "0.5",
+        "CALLSTREAMS_RETRY_MAX_ATTEMPTS": "30",
+    }
+    with running_stack(redis.url, tmp_path, **env) as running:
+        yield running
+
+
+def answer_calls(twilio: httpx.Client, web: str, count: int) -> list[str]:
+    """Calls answered at the emulator; every other one is delivered twice more."""
+    sids = []
+    for n in range(count):
+        hook = f"{web}/twilio/call-status#rc=5&rp=all"
+        call = twilio.post("/_emulator/calls", json={"status_callback": hook}).json()["sid"]
+        twilio.post(f"/_emulator/calls/{call}/answer")
+        if n % 2:
+            for _ in range(2):
+                twilio.post(f"/_emulator/calls/{call}/deliver", json={"status": "in-progress"})
+        sids.append(call)
+    return sids
+
+
+def wait_for(check: Callable[[], Any], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def settled(api: httpx.Client, sids: list[str], within: float) -> dict[str, list[dict[str, Any]]]:
+    deadline = time.monotonic() + within
+    while True:
+        records = {sid: api.get(f"/v1/calls/{sid}/streams").json()["streams"] for sid in sids}
+        waiting = [s for s, r in records.items() if not r or r[0]["status"] not in FINAL]
+        if not waiting or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def duplicate_creates(requests: list[dict[str, Any]]) -> int:
+    """Creates sent for a name after Twilio had certainly answered that it was created."""
+    duplicates = 0
+    created: set[str] = set()
+    for request in requests:
+        if request["operation"] != "create":
+            continue
+        key = request["path"] + request["form"].get("Name", "")
+        if key in created:
+            duplicates += 1
+        if request["status"] == 200 and request["fault"] is None:
+            created.add(key)
+    return duplicates
+
+
+def test_chaos(services: Services, redis: RedisServer) -> None:
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    with (
+        httpx.Client(base_url=services.emulator, timeout=10) as twilio,
+        httpx.Client(base_url=services.web, headers=headers, timeout=10) as api,
+    ):
+        twilio.put("/_emulator/faults", json={"faults": FAULTS})
+        sids = answer_calls(twilio, services.web, CALLS // 2)
+
+        # SIGKILL the worker while its creates are in flight at Twilio.
+        slow = [{"kind": "latency", "seconds": 1.0, "operation": "create"}]
+        twilio.put("/_emulator/faults", json={"faults": slow})
+        in_flight = answer_calls(twilio, services.web, 10)
+        wait_for(lambda: twilio.get("/_emulator/stats").json()["in_flight"].get(ACCOUNT_SID))
+        services.stop("worker", kill=True)
+        killed_at = time.monotonic()
+        twilio.put("/_emulator/faults", json={"faults": FAULTS})
+        services.spawn("worker", "worker")
+        settled(api, in_flight, within=45)
+        recovered_in = time.monotonic() - killed_at
+        sids += in_flight + answer_calls(twilio, services.web, CALLS // 4)
+
+        redis.stop()
+        down = api.get("/readyz")
+        refused = twilio.post("/_emulator/calls", json={"status": "in-progress"}).json()["sid"]
+        path = "/twilio/call-status"
+        undelivered = httpx.post(
+            services.web + path, **signed(path, answered(refused), base=services.web)
+        )
+        redis.start()
+        wait_http(f"{services.web}/readyz")
+        sids += answer_calls(twilio, services.web, CALLS - len(sids))
+
+        records = settled(api, sids, within=45)
+        twilio.delete("/_emulator/faults")
+        requests = twilio.get("/_emulator/requests").json()["requests"]
+        streams_per_call: dict[str, int] = defaultdict(int)
+        for stream in twilio.get("/_emulator/streams").json()["streams"]:
+            streams_per_call[stream["call_sid"]] += 1
+
+    unexplained = [s for s, r in records.items() if not r or r[0]["status"] not in FINAL]
+    without_stream = [s for s, r in records.items() if r and r[0]["status"] != "in-progress"]
+    unexplained += [s for s in without_stream if not records[s][0]["error"]]
+    faults = sum(1 for r in requests if r["fault"] not in (None, "latency"))
+    duplicates = duplicate_creates(requests)
+    print(
+        f"\nchaos: {len(sids)} calls, {len(requests)} Twilio requests, {faults} faults injected, "
+        f"{duplicates} duplicate creates, {max(streams_per_call.values())} max streams per call, "
+        f"{len(without_stream)} calls without a started stream "
+        f"({len(unexplained)} without an explanatory record), "
+        f"creates in flight at the kill settled {recovered_in:.1f} s after it"
+    )
+    assert down.status_code == 503
+    assert undelivered.status_code == 503  # nothing acknowledged while Redis was down
+    assert duplicates == 0
+    assert max(streams_per_call.values()) == 1
+    assert unexplained == []
+    assert faults > 0
