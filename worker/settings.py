@@ -19,7 +19,7 @@ from service.config import Settings
 from service.metrics import Metrics
 from service.records import Records
 from service.retry import RetryPolicy
-from service.twilio import TwilioClient, http_client
+from service.twilio import SLOT_WAIT, TwilioClient, http_client
 from worker.jobs import PERSIST_WITHIN, Deps, start_stream, stop_stream
 from worker.observe import observed
 from worker.wakeup import WakingWorker
@@ -52,7 +52,7 @@ def worker_settings(
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`; `transport` is the tests' seam to Twilio."""
     # One Twilio request, then up to PERSIST_WITHIN seconds to store its answer.
-    job_timeout = settings.twilio_timeout + PERSIST_WITHIN + 2
+    job_timeout = SLOT_WAIT + settings.twilio_timeout + PERSIST_WITHIN + 2
     catalog = load_catalog(settings)
     metrics = metrics or Metrics()
 
@@ -68,7 +68,7 @@ def worker_settings(
             records=Records(
                 ctx["redis"], queue=settings.queue_name, record_ttl=settings.record_ttl
             ),
-            twilio=TwilioClient(client, catalog.accounts),
+            twilio=TwilioClient(client, catalog.accounts, settings.account_concurrency),
             policy=RetryPolicy(
                 max_attempts=settings.retry_max_attempts,
                 max_age=settings.retry_max_age,
