@@ -17,6 +17,8 @@ from service.records import new_record
 from service.state import AppState
 from service.validation import problems
 
+MAX_CALLS = 500
+
 
 def _state(request: Request) -> AppState:
     """The app state, once the bearer token checks out (constant-time)."""
@@ -136,11 +138,43 @@ async def stop_stream(request: Request) -> Response:
     return JSONResponse(record, 202)
 
 
+async def stop_all(request: Request) -> Response:
+    """Stop every stream of the call that is not already stopped or being stopped."""
+    state = _state(request)
+    call_sid = _call_sid(request)
+    records = await state.records.list(call_sid)
+    if not records:
+        raise ApiError(404, "not found", "no streams on this call")
+    stopped = []
+    for record in records:
+        if record["desired"] == "started":
+            record = await state.records.request_stop(call_sid, record["name"]) or record
+        stopped.append(record)
+    return JSONResponse({"streams": stopped}, 202)
+
+
+async def list_calls(request: Request) -> Response:
+    """An account's most recent calls with their streams, newest first."""
+    state = _state(request)
+    query: dict[str, Any] = dict(request.query_params)
+    account_sid = _account(state, query)
+    raw_limit = str(query.get("limit", "50"))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_CALLS:
+        raise ApiError(400, "invalid field", f"limit: a whole number from 1 to {MAX_CALLS}")
+    calls = [
+        {"call_sid": sid, "account_sid": account_sid, "ended": ended, "streams": records}
+        for sid, ended, records in await state.records.calls(account_sid, int(raw_limit))
+    ]
+    return JSONResponse({"calls": calls})
+
+
 async def openapi(request: Request) -> Response:
     return JSONResponse(OPENAPI)
 
 
 routes = [
+    Route("/v1/calls", list_calls, methods=["GET"]),
+    Route("/v1/calls/{call_sid}/stop", stop_all, methods=["POST"]),
     Route("/v1/calls/{call_sid}/streams", list_streams, methods=["GET"]),
     Route("/v1/calls/{call_sid}/streams", start_stream, methods=["POST"]),
     Route("/v1/calls/{call_sid}/streams/{name}", get_stream, methods=["GET"]),

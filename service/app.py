@@ -18,9 +18,9 @@ from starlette.routing import Route
 
 from service import api, health, webhooks
 from service.catalog import Catalog, load_catalog
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, redis_tls
 from service.errors import HANDLERS
-from service.metrics import Metrics
+from service.metrics import WebMetrics
 from service.records import Records
 from service.state import AppState
 
@@ -31,6 +31,7 @@ def redis_client(settings: Settings) -> Redis:
     """A client that fails fast: a webhook answers 503 rather than hang on Redis."""
     client: Redis = Redis.from_url(
         settings.redis_url,
+        **redis_tls(settings.redis_url),
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=15,
@@ -67,7 +68,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             catalog=catalog,
             redis=redis,
             records=Records(redis, queue=settings.queue_name, record_ttl=settings.record_ttl),
-            metrics=Metrics(),
+            metrics=WebMetrics(),
         )
         loop = asyncio.get_running_loop()
         # Outside the main thread (an in-process test) there is no signal: call reload().

@@ -9,7 +9,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     @property
     def stream_status_url(self) -> str:
         return f"{self.public_base_url}/twilio/stream-status"
+
+
+def redis_tls(url: str) -> dict[str, Any]:
+    """redis-py options for `rediss://`: verify the certificate and the hostname, which
+    redis-py does not check unless asked."""
+    if url.startswith("rediss://"):
+        return {"ssl_check_hostname": True, "ssl_cert_reqs": "required"}
+    return {}
 
 
 def describe(error: ValidationError) -> str:

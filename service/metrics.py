@@ -19,12 +19,11 @@ def seconds_since(stamp: str | None) -> float | None:
     return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
 
 
-class Metrics:
-    """Every metric of the web process and the worker, on one registry."""
+class WebMetrics:
+    """The web process's metrics: webhooks, claims, stream events, Redis."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
+        self.registry = r = CollectorRegistry()
         self.webhooks = Counter(
             "callstreams_webhooks", "Twilio webhooks accepted", ["kind", "status"], registry=r
         )
@@ -46,6 +45,23 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.redis_up = Gauge(
+            "callstreams_redis_up", "1 if Redis answered the last readiness check", registry=r
+        )
+
+    def observe_event(self, record: StreamRecord, event: str) -> None:
+        self.stream_events.labels(record["profile"] or "", event).inc()
+        if event == "stream-started" and record["started_at"] == record["updated_at"]:
+            elapsed = seconds_since(record["answered_at"])
+            if elapsed is not None:
+                self.answered_to_started.observe(elapsed)
+
+
+class WorkerMetrics:
+    """The worker's metrics: Twilio requests and their outcomes, latency, queue depth."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
         self.answered_to_create_sent = Histogram(
             "callstreams_answered_to_create_sent_seconds",
             "From the answered webhook to the create request being sent to Twilio",
@@ -71,15 +87,4 @@ class Metrics:
             ["profile", "operation", "outcome"],
             registry=r,
         )
-
         self.queue_depth = Gauge("callstreams_queue_depth", "Jobs waiting in the queue", registry=r)
-        self.redis_up = Gauge(
-            "callstreams_redis_up", "1 if Redis answered the last readiness check", registry=r
-        )
-
-    def observe_event(self, record: StreamRecord, event: str) -> None:
-        self.stream_events.labels(record["profile"] or "", event).inc()
-        if event == "stream-started" and record["started_at"] == record["updated_at"]:
-            elapsed = seconds_since(record["answered_at"])
-            if elapsed is not None:
-                self.answered_to_started.observe(elapsed)

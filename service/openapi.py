@@ -14,7 +14,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "invalid field or body",
         401: "no bearer token",
         403: "wrong bearer token",
-        404: "no such stream",
+        404: "no such stream or call",
         409: "a stream with this name exists, or the call ended",
         413: "body too large",
         415: "not application/json",
@@ -35,6 +35,11 @@ _NAME = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.~-]{0,63}$"},
 }
+_ACCOUNT = {
+    "type": "string",
+    "pattern": "^AC[0-9a-fA-F]{32}$",
+    "description": "the call's account; required when several accounts are configured",
+}
 _TS = {"type": "string", "format": "date-time", "nullable": True}
 _STR = {"type": "string", "nullable": True}
 
@@ -43,6 +48,38 @@ OPENAPI: dict[str, Any] = {
     "info": {"title": "callstreams operator API", "version": "1"},
     "security": [{"bearer": []}],
     "paths": {
+        "/v1/calls": {
+            "get": {
+                "summary": "An account's most recent calls with their streams, newest first",
+                "parameters": [
+                    {
+                        "name": "account_sid",
+                        "in": "query",
+                        "description": "required when several accounts are configured",
+                        "schema": {"type": "string", "pattern": "^AC[0-9a-fA-F]{32}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "calls", "content": _json("CallList")},
+                    **_errors(400, 401, 403, 503),
+                },
+            },
+        },
+        "/v1/calls/{CallSid}/stop": {
+            "parameters": [_CALL],
+            "post": {
+                "summary": "Stop every stream of the call; starts not yet made are cancelled",
+                "responses": {
+                    "202": {"description": "stops asked", "content": _json("StreamList")},
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            },
+        },
         "/v1/calls/{CallSid}/streams": {
             "parameters": [_CALL],
             "get": {
@@ -130,6 +167,36 @@ OPENAPI: dict[str, Any] = {
                     "updated_at": {"type": "string", "format": "date-time"},
                     "answered_at": _TS,
                     "started_at": _TS,
+                    "restart_of": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "for a restarted stream, the name of the chain's first",
+                    },
+                    "restart": {
+                        "type": "integer",
+                        "description": "0 for a first start, n for the n-th restart",
+                    },
+                },
+            },
+            "CallList": {
+                "type": "object",
+                "properties": {
+                    "calls": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "call_sid": {"type": "string"},
+                                "account_sid": {"type": "string"},
+                                "ended": {
+                                    "type": "string",
+                                    "nullable": True,
+                                    "description": "the terminal CallStatus, once the call ended",
+                                },
+                                "streams": {"type": "array", "items": {"$ref": _ref + "Stream"}},
+                            },
+                        },
+                    }
                 },
             },
             "StreamList": {
@@ -142,7 +209,11 @@ OPENAPI: dict[str, Any] = {
                         "type": "object",
                         "required": ["profile"],
                         "additionalProperties": False,
-                        "properties": {"profile": {"type": "string"}, "name": {"type": "string"}},
+                        "properties": {
+                            "profile": {"type": "string"},
+                            "name": {"type": "string"},
+                            "account_sid": _ACCOUNT,
+                        },
                     },
                     {
                         "type": "object",
@@ -150,6 +221,7 @@ OPENAPI: dict[str, Any] = {
                         "additionalProperties": False,
                         "properties": {
                             "name": {"type": "string"},
+                            "account_sid": _ACCOUNT,
                             "url": {"type": "string", "pattern": "^wss://[^?#]+$"},
                             "track": {
                                 "type": "string",

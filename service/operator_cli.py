@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -129,7 +129,19 @@ def add_parser(
     )  # fmt: skip
     start.set_defaults(start_parser=start)
 
-    for parser in (listing, get, stop, start):
+    stop_all = commands.add_parser("stop-all", parents=[common], help="stop every stream of a call")
+    stop_all.add_argument("call_sid", metavar="CALLSID", type=_call_sid)
+
+    calls = commands.add_parser(
+        "calls", parents=[common], help="an account's recent calls and their streams"
+    )
+    calls.add_argument(
+        "--account", type=_account_sid, metavar="ACCOUNT_SID",
+        help="the account, when several are configured",
+    )  # fmt: skip
+    calls.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
+
+    for parser in (listing, get, stop, start, stop_all, calls):
         parser.set_defaults(run=run)
     return streams
 
@@ -157,8 +169,16 @@ def _start_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
-    base = f"/v1/calls/{quote(args.call_sid, safe='')}/streams"
     command: str = args.streams_command
+    if command == "calls":
+        query = {"limit": str(args.limit)}
+        if args.account is not None:
+            query["account_sid"] = args.account
+        return "GET", f"/v1/calls?{urlencode(query)}", None
+    call = f"/v1/calls/{quote(args.call_sid, safe='')}"
+    if command == "stop-all":
+        return "POST", f"{call}/stop", None
+    base = f"{call}/streams"
     if command == "list":
         return "GET", base, None
     name = quote(args.name or "", safe="")
@@ -307,9 +327,17 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_API
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))
-    elif args.streams_command == "list":
+    elif args.streams_command in ("list", "stop-all"):
         records = [r for r in data.get("streams") or [] if isinstance(r, dict)]
         print(_table(records) if records else f"no streams on {args.call_sid}")
+    elif args.streams_command == "calls":
+        calls = [c for c in data.get("calls") or [] if isinstance(c, dict)]
+        for call in calls:
+            ended = f" (ended: {call['ended']})" if call.get("ended") else ""
+            print(f"{_text(call.get('call_sid'))}{ended}")
+            print(_table([r for r in call.get("streams") or [] if isinstance(r, dict)]))
+        if not calls:
+            print("no calls")
     elif args.streams_command == "get":
         print(_details(data))
     else:

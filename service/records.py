@@ -96,6 +96,14 @@ def _decode(raw: bytes | str) -> StreamRecord:
     return cast(StreamRecord, {field: data.get(field) for field in _FIELDS})
 
 
+def _sorted(fields: dict[bytes, bytes]) -> list[StreamRecord]:
+    """A call's records from its hash, oldest first."""
+    return sorted(
+        (_decode(raw) for name, raw in fields.items() if not name.startswith(b"@")),
+        key=lambda r: (r["created_at"], r["name"]),
+    )
+
+
 def _script(redis: Redis, name: str) -> AsyncScript:
     lua = files("service") / "lua"
     source = (lua / "common.lua").read_text() + (lua / f"{name}.lua").read_text()
@@ -121,17 +129,24 @@ class Records:
     def key(call_sid: str) -> str:
         return f"callstreams:call:{call_sid}"
 
+    @staticmethod
+    def account_key(account_sid: str) -> str:
+        return f"callstreams:account:{account_sid}:calls"
+
     async def _claim(
         self, call_sid: str, records: Iterable[StreamRecord], defer_ms: int, only_live: bool
     ) -> list[tuple[str, bytes | None]]:
         argv: list[Any] = [now_iso(), self.live_ttl, self.ended_ttl, 0, int(only_live)]
         stamp = now_ms()
+        account_sid = ""
         for record in records:
+            account_sid = record["account_sid"]
             argv[3] += 1
             argv.append(json.dumps(record))
             start = jobs.job(jobs.START, call_sid, record["name"], now_ms=stamp, defer_ms=defer_ms)
             argv.extend(start.argv())
-        result = await self._claim_script(keys=[self.key(call_sid), self.queue], args=argv)
+        keys = [self.key(call_sid), self.queue, self.account_key(account_sid)]
+        result = await self._claim_script(keys=keys, args=argv)
         return [(result[i].decode(), result[i + 1] or None) for i in range(0, len(result), 2)]
 
     async def claim(
@@ -200,13 +215,26 @@ class Records:
         )
         return _decode(raw) if raw else None
 
+    async def calls(
+        self, account_sid: str, limit: int
+    ) -> list[tuple[str, str | None, list[StreamRecord]]]:
+        """The account's most recent calls: SID, how the call ended (if it did), records."""
+        sids = await self.redis.zrevrange(self.account_key(account_sid), 0, limit - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(self.key(sid.decode()))
+            hashes = await pipe.execute()
+        return [
+            (sid.decode(), ended.decode() if (ended := fields.get(b"@ended")) else None,
+             _sorted(fields))
+            for sid, fields in zip(sids, hashes, strict=True)
+            if fields
+        ]  # fmt: skip
+
     async def get(self, call_sid: str, name: str) -> StreamRecord | None:
         raw = await cast(Awaitable[bytes | None], self.redis.hget(self.key(call_sid), name))
         return _decode(raw) if raw and not name.startswith("@") else None
 
     async def list(self, call_sid: str) -> list[StreamRecord]:
         fields = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.key(call_sid)))
-        return sorted(
-            (_decode(raw) for name, raw in fields.items() if not name.startswith(b"@")),
-            key=lambda r: (r["created_at"], r["name"]),
-        )
+        return _sorted(fields)

@@ -6,7 +6,7 @@ from redis.asyncio import Redis
 
 from service.catalog import Catalog
 from service.config import Settings
-from service.metrics import Metrics
+from service.metrics import WebMetrics
 from service.records import Records
 
 
@@ -16,4 +16,4 @@ class AppState:
     catalog: Catalog  # replaced whole on reload
     redis: Redis
     records: Records
-    metrics: Metrics
+    metrics: WebMetrics

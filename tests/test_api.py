@@ -7,8 +7,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from service import api
 from service.app import create_app
 from service.config import Settings
+from service.records import StreamRecord
 from tests.conftest import API_TOKEN, STREAM_URL, answered, call_sid, lifespan_client, signed
 
 pytestmark = pytest.mark.anyio
@@ -148,13 +150,46 @@ async def test_unknown_paths_and_methods_answer_json(client: httpx.AsyncClient) 
 async def test_openapi_describes_the_operator_api(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     assert document["openapi"].startswith("3.")
-    assert set(document["paths"]) == {
-        "/v1/calls/{CallSid}/streams",
-        "/v1/calls/{CallSid}/streams/{name}",
-        "/v1/calls/{CallSid}/streams/{name}/stop",
+    served = {
+        route.path.replace("{call_sid}", "{CallSid}")
+        for route in api.routes
+        if route.path.startswith("/v1/")
     }
+    assert set(document["paths"]) == served
     stream = document["components"]["schemas"]["Stream"]["properties"]
-    assert {"call_sid", "sid", "status", "desired", "attempts", "started_at"} <= set(stream)
+    assert set(stream) == set(StreamRecord.__annotations__)
+
+
+async def test_stop_every_stream_of_a_call(client: httpx.AsyncClient) -> None:
+    sid = call_sid(21)
+    await client.post("/twilio/call-status", **signed("/twilio/call-status", answered(sid)))
+    body = {"name": "extra", "url": "wss://b.example.com/x"}
+    await client.post(f"/v1/calls/{sid}/streams", json=body, headers=AUTH)
+    response = await client.post(f"/v1/calls/{sid}/stop", headers=AUTH)
+    assert response.status_code == 202
+    records = response.json()["streams"]
+    assert sorted(r["name"] for r in records) == ["extra", "transcription"]
+    assert {(r["desired"], r["status"]) for r in records} == {("stopped", "skipped")}
+    again = await client.post(f"/v1/calls/{sid}/stop", headers=AUTH)
+    assert again.json()["streams"] == records
+    missing = await client.post(f"/v1/calls/{call_sid(22)}/stop", headers=AUTH)
+    assert missing.status_code == 404
+
+
+async def test_list_an_accounts_calls_newest_first(client: httpx.AsyncClient) -> None:
+    first, second = call_sid(31), call_sid(32)
+    for sid in (first, second):
+        await client.post("/twilio/call-status", **signed("/twilio/call-status", answered(sid)))
+    ended = answered(first, status="completed")
+    await client.post("/twilio/call-status", **signed("/twilio/call-status", ended))
+    response = await client.get("/v1/calls", params={"limit": 2}, headers=AUTH)
+    assert response.status_code == 200
+    calls = response.json()["calls"]
+    assert [c["call_sid"] for c in calls] == [second, first]
+    assert [c["ended"] for c in calls] == [None, "completed"]
+    assert calls[1]["streams"][0]["status"] == "skipped"
+    for bad in ({"limit": "0"}, {"limit": "x"}, {"account_sid": "AC" + "0" * 32}):
+        assert (await client.get("/v1/calls", params=bad, headers=AUTH)).status_code == 400
 
 
 async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:

@@ -157,3 +157,16 @@ def test_track_limit_across_profiles_that_can_match_one_call(tmp_path: Path) -> 
         config(both.format("a"), inbound_only.format("b"), outbound_only.format("c"))
     ))).profiles  # fmt: skip
     assert [p.name for p in profiles] == ["a", "b", "c"]
+
+
+def test_rediss_verifies_the_servers_hostname_in_web_and_worker() -> None:
+    from service.app import redis_client
+    from worker.settings import redis_settings
+
+    settings = load_settings(**BASE, REDIS_URL="rediss://redis.example.com:6380/0")
+    web = redis_client(settings).connection_pool.connection_kwargs
+    assert (web["ssl_check_hostname"], web["ssl_cert_reqs"]) == (True, "required")
+    worker = redis_settings(settings)
+    assert (worker.ssl, worker.ssl_check_hostname, worker.ssl_cert_reqs) == (True, True, "required")
+    plain = redis_client(load_settings(**BASE)).connection_pool.connection_kwargs
+    assert "ssl_check_hostname" not in plain

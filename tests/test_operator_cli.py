@@ -136,6 +136,24 @@ def test_stop_then_get_shows_desired_stopped(web: str) -> None:
     assert json.loads(as_json.stdout)["desired"] == "stopped"
 
 
+def test_stop_all_then_list_the_accounts_calls(web: str) -> None:
+    answer_call(web, CALL)
+    streams(web, "start", CALL, "--url", "wss://b.example.com/x", "--name", "extra")
+    stopped = streams(web, "stop-all", CALL)
+    assert stopped.returncode == 0, stopped.stderr
+    rows = [line.split()[:3] for line in stopped.stdout.strip().splitlines()[1:]]
+    assert sorted(rows) == [
+        ["extra", "skipped", "stopped"],
+        ["transcription", "skipped", "stopped"],
+    ]
+
+    calls = streams(web, "calls", "--limit", "1")
+    assert calls.returncode == 0, calls.stderr
+    lines = calls.stdout.strip().splitlines()
+    assert lines[0] == CALL
+    assert len(lines) == 4  # the call, the table's header, two streams
+
+
 def test_json_output_parses(web: str) -> None:
     started = streams(web, "start", CALL, "--profile", "transcription", "--json")
     assert started.returncode == 0, started.stderr

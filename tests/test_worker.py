@@ -10,7 +10,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from service.emulator import EmulatorConfig, create_emulator_app
-from service.metrics import Metrics
+from service.metrics import WorkerMetrics
 from tests.conftest import (
     ACCOUNT_SID,
     API_TOKEN,
@@ -37,7 +37,7 @@ class Stack:
         self.web = web
         self.twilio = twilio
         self.transport: httpx.AsyncBaseTransport = twilio._transport
-        self.metrics = Metrics()
+        self.metrics = WorkerMetrics()
 
     async def call(self, status: str = "in-progress") -> str:
         response = await self.twilio.post(

@@ -17,7 +17,7 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from service.config import Settings
-from service.metrics import Metrics, seconds_since
+from service.metrics import WorkerMetrics, seconds_since
 from service.records import Outcome, Records, StreamRecord
 from service.retry import RetryPolicy
 from service.twilio import Answer, Kind, TwilioClient
@@ -47,7 +47,7 @@ class Deps:
     records: Records
     twilio: TwilioClient
     policy: RetryPolicy
-    metrics: Metrics
+    metrics: WorkerMetrics
     lease: timedelta
 
 

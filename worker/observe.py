@@ -9,12 +9,12 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.metrics import Metrics
+from service.metrics import WorkerMetrics
 
 QUEUE_DEPTH_INTERVAL_S = 5.0
 
 
-async def _track_queue_depth(redis: Redis, queue: str, metrics: Metrics) -> None:
+async def _track_queue_depth(redis: Redis, queue: str, metrics: WorkerMetrics) -> None:
     while True:
         with contextlib.suppress(RedisError, OSError):
             metrics.queue_depth.set(await redis.zcard(queue))
@@ -22,7 +22,9 @@ async def _track_queue_depth(redis: Redis, queue: str, metrics: Metrics) -> None
 
 
 @asynccontextmanager
-async def observed(redis: Redis, queue: str, metrics: Metrics, port: int) -> AsyncIterator[None]:
+async def observed(
+    redis: Redis, queue: str, metrics: WorkerMetrics, port: int
+) -> AsyncIterator[None]:
     """Serve metrics on `port` (0: not at all) and keep the queue depth current."""
     server = start_http_server(port, registry=metrics.registry)[0] if port else None
     tracker = asyncio.create_task(_track_queue_depth(redis, queue, metrics))

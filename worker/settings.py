@@ -15,8 +15,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import jobs as job_names
 from service.catalog import load_catalog
-from service.config import Settings
-from service.metrics import Metrics
+from service.config import Settings, redis_tls
+from service.metrics import WorkerMetrics
 from service.records import Records
 from service.retry import RetryPolicy
 from service.twilio import SLOT_WAIT, TwilioClient, http_client
@@ -47,14 +47,14 @@ def health_key(settings: Settings) -> str:
 def worker_settings(
     settings: Settings,
     *,
-    metrics: Metrics | None = None,
+    metrics: WorkerMetrics | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`; `transport` is the tests' seam to Twilio."""
     # One Twilio request, then up to PERSIST_WITHIN seconds to store its answer.
     job_timeout = SLOT_WAIT + settings.twilio_timeout + PERSIST_WITHIN + 2
     catalog = load_catalog(settings)
-    metrics = metrics or Metrics()
+    metrics = metrics or WorkerMetrics()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = ctx["resources"] = AsyncExitStack()
@@ -109,7 +109,7 @@ def worker_settings(
 def create_worker(
     settings: Settings,
     *,
-    metrics: Metrics | None = None,
+    metrics: WorkerMetrics | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     **overrides: Any,
 ) -> WakingWorker:
@@ -122,7 +122,10 @@ async def check(settings: Settings) -> tuple[bool, str]:
     from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    redis: Redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    redis: Redis = Redis.from_url(
+        settings.redis_url, **redis_tls(settings.redis_url), socket_timeout=2,
+        socket_connect_timeout=2,
+    )  # fmt: skip
     try:
         beat = await redis.get(health_key(settings))
     except (RedisError, OSError) as error:
