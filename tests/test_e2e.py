@@ -1,5 +1,6 @@
 """End to end with real processes: emulator, web (uvicorn) and worker (arq) on loopback."""
 
+import signal
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.conftest import ACCOUNT_SID, API_TOKEN
+from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN
 from tests.processes import Services, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -86,7 +87,12 @@ def test_answered_call_streams_and_stops_by_name(
         env=services.env, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "super" not in services.log("web")
+    logs = "".join(services.log(name) for name in ("web", "worker", "emulator"))
+    for secret in (AUTH_TOKEN, API_TOKEN):
+        assert secret not in logs
+    for phone in ("+15550000001", "+15550000002"):  # the emulator's default From and To
+        assert phone not in services.log("web") + services.log("worker")
+    assert "call_sid" in services.log("worker")
 
 
 def test_duplicate_deliveries_create_one_stream(services: Services, twilio: httpx.Client) -> None:
@@ -100,3 +106,89 @@ def test_duplicate_deliveries_create_one_stream(services: Services, twilio: http
     until(lambda: twilio.get(f"/_emulator/calls/{call['sid']}").json()["streams"])
     time.sleep(0.5)
     assert len(twilio.get(f"/_emulator/calls/{call['sid']}").json()["streams"]) == 1
+
+
+RESTARTING = """
+[[streams]]
+name = "{name}"
+url = "wss://asr.example.com/twilio"
+restart = {{ max = 1, backoff = "0s" }}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "callstreams.toml"
+    path.write_text(RESTARTING.format(name="asr"))
+    return path
+
+
+@pytest.fixture
+def profiled(redis_url: str, tmp_path: Path, config: Path) -> Iterator[Services]:
+    with running_stack(redis_url, tmp_path, CALLSTREAMS_CONFIG=str(config)) as running:
+        yield running
+
+
+def answer(twilio: httpx.Client, services: Services) -> str:
+    hook = f"{services.web}/twilio/call-status"
+    sid: str = twilio.post("/_emulator/calls", json={"status_callback": hook}).json()["sid"]
+    twilio.post(f"/_emulator/calls/{sid}/answer")
+    return sid
+
+
+def records(api: httpx.Client, sid: str) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in api.get(f"/v1/calls/{sid}/streams").json()["streams"]}
+
+
+def test_a_stream_error_restarts_the_stream_once(profiled: Services) -> None:
+    with (
+        httpx.Client(base_url=profiled.emulator, timeout=10) as twilio,
+        httpx.Client(base_url=profiled.web, headers=AUTH, timeout=10) as api,
+    ):
+        sid = answer(twilio, profiled)
+        first = until(
+            lambda: records(api, sid).get("asr", {}).get("started_at") and records(api, sid)["asr"]
+        )
+        twilio.post(f"/_emulator/streams/{first['sid']}/error", json={"message": "31921 close"})
+        restarted = until(
+            lambda: (r := records(api, sid).get("asr-r1")) and r["status"] == "in-progress" and r
+        )
+        assert (restarted["restart_of"], restarted["restart"]) == ("asr", 1)
+        assert records(api, sid)["asr"]["status"] == "failed"
+        twilio.post(f"/_emulator/streams/{restarted['sid']}/error")
+        until(lambda: records(api, sid)["asr-r1"]["status"] == "failed")
+        time.sleep(0.3)
+        names = [s["name"] for s in twilio.get(f"/_emulator/calls/{sid}").json()["streams"]]
+        assert names == ["asr", "asr-r1"]  # the limit is one restart
+
+
+def test_sighup_reloads_profiles_and_a_bad_file_keeps_them(
+    profiled: Services, config: Path
+) -> None:
+    with (
+        httpx.Client(base_url=profiled.emulator, timeout=10) as twilio,
+        httpx.Client(base_url=profiled.web, headers=AUTH, timeout=10) as api,
+    ):
+        config.write_text(RESTARTING.format(name="agent"))
+        profiled.processes["web"].send_signal(signal.SIGHUP)
+        until(lambda: "configuration reloaded" in profiled.log("web"))
+        assert list(records(api, answer(twilio, profiled))) == ["agent"]
+
+        config.write_text("[[streams]]\nname = 'bad name'\n")
+        profiled.processes["web"].send_signal(signal.SIGHUP)
+        until(lambda: "keeping the running configuration" in profiled.log("web"))
+        assert list(records(api, answer(twilio, profiled))) == ["agent"]
+
+
+def test_sigterm_lets_the_worker_finish_its_create(
+    services: Services, twilio: httpx.Client, api: httpx.Client
+) -> None:
+    slow = [{"kind": "latency", "seconds": 1.0, "operation": "create"}]
+    twilio.put("/_emulator/faults", json={"faults": slow})
+    sid = answer(twilio, services)
+    until(lambda: twilio.get("/_emulator/stats").json()["in_flight"].get(ACCOUNT_SID))
+    worker = services.processes["worker"]
+    worker.terminate()
+    assert worker.wait(20) == 0
+    record = records(api, sid)["transcription"]
+    assert (record["status"], record["attempts"]) == ("in-progress", 1)
