@@ -12,11 +12,13 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from service import api, health, webhooks
+from service.access import AccessLog
 from service.catalog import Catalog, load_catalog
 from service.config import ConfigError, Settings, redis_tls
 from service.errors import HANDLERS
@@ -82,4 +84,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             await redis.aclose()
 
     routes = [*webhooks.routes, *api.routes, *health.routes, Route("/metrics", metrics)]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=HANDLERS)
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=HANDLERS,
+        middleware=[Middleware(AccessLog)],
+    )  # fmt: skip

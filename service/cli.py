@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import functools
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -28,17 +29,15 @@ def _web(args: argparse.Namespace) -> int:
 
     settings = _settings(HOST=args.host, PORT=args.port)
     load_catalog(settings)  # fail here, in one line, rather than in each uvicorn worker
+    # The app logs each request itself (service.access), with its request id.
+    run = functools.partial(
+        uvicorn.run, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        log_config=None, access_log=False, timeout_graceful_shutdown=20,
+    )  # fmt: skip
     if args.workers > 1:
-        uvicorn.run(
-            "service.cli:web_app", factory=True, host=settings.host, port=settings.port,
-            workers=args.workers, loop="uvloop", http="httptools", log_config=None,
-            timeout_graceful_shutdown=20,
-        )  # fmt: skip
+        run("service.cli:web_app", factory=True, workers=args.workers)
     else:
-        uvicorn.run(
-            create_app(settings), host=settings.host, port=settings.port, loop="uvloop",
-            http="httptools", log_config=None, timeout_graceful_shutdown=20,
-        )  # fmt: skip
+        run(create_app(settings))
     return 0
 
 

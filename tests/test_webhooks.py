@@ -250,3 +250,14 @@ async def test_redis_unreachable_answers_503(make_settings: Callable[..., Settin
         assert ready.status_code == 503
         assert "redis" in ready.json()["detail"]
         assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_every_request_gets_a_request_id_in_its_logs(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    headers = {"X-Request-Id": "req-123"}
+    response = await client.post("/twilio/call-status", content=b"", headers=headers)
+    assert response.headers["x-request-id"] == "req-123"
+    generated = await client.get("/healthz")
+    assert len(generated.headers["x-request-id"]) == 16
+    assert "req-123" in capsys.readouterr().out
