@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, health, webhooks
+from service import api, health, redis_url, webhooks
 from service.access import AccessLog
 from service.catalog import Catalog, load_catalog
-from service.config import ConfigError, Settings, redis_tls
+from service.config import ConfigError, Settings
 from service.errors import HANDLERS
 from service.metrics import WebMetrics
 from service.records import Records
@@ -31,15 +31,13 @@ log = structlog.get_logger("callstreams.web")
 
 def redis_client(settings: Settings) -> Redis:
     """A client that fails fast: a webhook answers 503 rather than hang on Redis."""
-    client: Redis = Redis.from_url(
+    return redis_url.connect(
         settings.redis_url,
-        **redis_tls(settings.redis_url),
         socket_timeout=2,
         socket_connect_timeout=2,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
     )
-    return client
 
 
 def reload(state: AppState) -> bool:

@@ -9,13 +9,13 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service import sids
+from service import redis_url, sids
 from service.validation import problems
 
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
@@ -57,8 +57,11 @@ def _http_base(value: str) -> str:
 
 
 def _redis_url(value: str) -> str:
-    if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    if urlsplit(value).scheme not in redis_url.SCHEMES:
+        raise ValueError(
+            "must be a redis://, rediss://, unix:// or redis+sentinel://host:port,.../service URL"
+        )
+    redis_url.parse_sentinel(value)
     return value
 
 
@@ -122,14 +125,6 @@ class Settings(BaseSettings):
     @property
     def stream_status_url(self) -> str:
         return f"{self.public_base_url}/twilio/stream-status"
-
-
-def redis_tls(url: str) -> dict[str, Any]:
-    """redis-py options for `rediss://`: verify the certificate and the hostname, which
-    redis-py does not check unless asked."""
-    if url.startswith("rediss://"):
-        return {"ssl_check_hostname": True, "ssl_cert_reqs": "required"}
-    return {}
 
 
 def describe(error: ValidationError) -> str:

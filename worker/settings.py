@@ -14,8 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import jobs as job_names
+from service import redis_url
 from service.catalog import load_catalog
-from service.config import Settings, redis_tls
+from service.config import Settings
 from service.metrics import WorkerMetrics
 from service.records import Records
 from service.retry import RetryPolicy
@@ -29,7 +30,15 @@ HEALTH_INTERVAL_S = 5
 
 def redis_settings(settings: Settings) -> RedisSettings:
     """arq's connection settings: ride out short Redis outages; TLS verifies the hostname."""
-    redis = RedisSettings.from_dsn(settings.redis_url)
+    target = redis_url.parse_sentinel(settings.redis_url)
+    if target is None:
+        redis = RedisSettings.from_dsn(settings.redis_url)
+    else:
+        redis = RedisSettings(
+            host=target.sentinels, sentinel=True, sentinel_master=target.service,
+            database=target.db, username=target.username, password=target.password,
+            ssl=target.tls,
+        )  # fmt: skip
     redis.conn_retries = 60  # wait up to a minute for Redis at start
     redis.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 5)
     redis.retry_on_error = [RedisConnectionError, RedisTimeoutError]
@@ -119,13 +128,9 @@ def create_worker(
 
 async def check(settings: Settings) -> tuple[bool, str]:
     """Whether a worker wrote its heartbeat lately: the worker's readiness probe."""
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
-    redis: Redis = Redis.from_url(
-        settings.redis_url, **redis_tls(settings.redis_url), socket_timeout=2,
-        socket_connect_timeout=2,
-    )  # fmt: skip
+    redis = redis_url.connect(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         beat = await redis.get(health_key(settings))
     except (RedisError, OSError) as error:
