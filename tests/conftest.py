@@ -6,7 +6,6 @@ restart it); `CALLSTREAMS_TEST_REDIS_URL` points them at another server instead.
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,8 +16,11 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
+from service.app import create_app
 from service.config import Settings, load_settings
+from service.dev import free_port
 from service.signature import compute_signature
 
 ACCOUNT_SID = "AC" + "a1" * 16
@@ -26,13 +28,6 @@ AUTH_TOKEN = "test-auth-token"
 API_TOKEN = "test-operator-token"
 PUBLIC_BASE_URL = "https://streams.example.com"
 STREAM_URL = "wss://asr.example.com/twilio"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:
@@ -89,6 +84,36 @@ def redis_url(redis_server: RedisServer | str) -> str:
     client.flushdb()
     client.close()
     return url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which it may stop and start."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in process. It sees an internal URL, as behind a load balancer;
+    signatures are made for the public one."""
+    async for c in lifespan_client(create_app(settings), "http://10.0.0.7:8000"):
+        yield c
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    client = AsyncRedis.from_url(redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

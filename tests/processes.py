@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL, free_port
+from service.dev import free_port
+from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL
 
 
 def wait_http(url: str, within: float = 30.0) -> None:

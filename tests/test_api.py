@@ -1,6 +1,6 @@
 """The operator API: auth, reading, starting and stopping streams by name."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,24 +16,6 @@ from tests.conftest import API_TOKEN, STREAM_URL, answered, call_sid, lifespan_c
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 STREAMS = f"/v1/calls/{call_sid()}/streams"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in lifespan_client(create_app(settings), "http://internal"):
-        yield c
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_disabled_without_a_token(make_settings: Callable[..., Settings]) -> None:

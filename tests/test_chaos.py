@@ -30,23 +30,14 @@ FINAL = {"in-progress", "stopped", "failed", "skipped"}
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def services(redis: RedisServer, tmp_path: Path) -> Iterator[Services]:
+def services(own_redis: RedisServer, tmp_path: Path) -> Iterator[Services]:
     env = {
         "CALLSTREAMS_TWILIO_TIMEOUT": "1",
         "CALLSTREAMS_RETRY_BASE_DELAY": "0.05",
         "CALLSTREAMS_RETRY_MAX_DELAY": "0.5",
         "CALLSTREAMS_RETRY_MAX_ATTEMPTS": "30",
     }
-    with running_stack(redis.url, tmp_path, **env) as running:
+    with running_stack(own_redis.url, tmp_path, **env) as running:
         yield running
 
 
@@ -96,7 +87,7 @@ def duplicate_creates(requests: list[dict[str, Any]]) -> int:
     return duplicates
 
 
-def test_chaos(services: Services, redis: RedisServer) -> None:
+def test_chaos(services: Services, own_redis: RedisServer) -> None:
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     with (
         httpx.Client(base_url=services.emulator, timeout=10) as twilio,
@@ -118,14 +109,14 @@ def test_chaos(services: Services, redis: RedisServer) -> None:
         recovered_in = time.monotonic() - killed_at
         sids += in_flight + answer_calls(twilio, services.web, CALLS // 4)
 
-        redis.stop()
+        own_redis.stop()
         down = api.get("/readyz")
         refused = twilio.post("/_emulator/calls", json={"status": "in-progress"}).json()["sid"]
         path = "/twilio/call-status"
         undelivered = httpx.post(
             services.web + path, **signed(path, answered(refused), base=services.web)
         )
-        redis.start()
+        own_redis.start()
         wait_http(f"{services.web}/readyz")
         sids += answer_calls(twilio, services.web, CALLS - len(sids))
 

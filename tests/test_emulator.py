@@ -20,11 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.dev import free_port
 from service.emulator import EmulatorConfig, create_emulator_app
 from service.emulator.delivery import parse_overrides
 from service.emulator.faults import FaultError, parse_fault, parse_flag
 from service.signature import is_valid
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, free_port, lifespan_client
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, lifespan_client
 from tests.processes import wait_http
 
 pytestmark = pytest.mark.anyio

@@ -20,7 +20,8 @@ import uvicorn
 
 from service.app import create_app
 from service.config import Settings
-from tests.conftest import API_TOKEN, answered, call_sid, free_port, signed
+from service.dev import free_port
+from tests.conftest import API_TOKEN, answered, call_sid, signed
 
 CALL = call_sid(7)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,13 +12,13 @@ from redis import Redis
 
 from service.app import create_app
 from service.config import ConfigError, Settings, load_settings
+from service.dev import free_port
 from service.redis_url import close_sentinels
 from tests.conftest import (
     ACCOUNT_SID,
     RedisServer,
     answered,
     call_sid,
-    free_port,
     lifespan_client,
     signed,
 )
@@ -28,21 +28,12 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def master(tmp_path: Path) -> Iterator[RedisServer]:
-    (tmp_path / "master").mkdir()
-    server = RedisServer(tmp_path / "master")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def sentinel_url(master: RedisServer, tmp_path: Path) -> Iterator[str]:
+def sentinel_url(own_redis: RedisServer, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(
         f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
-        f"sentinel monitor callstreams 127.0.0.1 {master.port} 1\n"
+        f"sentinel monitor callstreams 127.0.0.1 {own_redis.port} 1\n"
     )
     binary = shutil.which("redis-server")
     assert binary
@@ -64,7 +55,7 @@ def sentinel_url(master: RedisServer, tmp_path: Path) -> Iterator[str]:
 
 
 async def test_web_and_worker_reach_the_master_through_sentinel(
-    sentinel_url: str, master: RedisServer, make_settings: Callable[..., Settings]
+    sentinel_url: str, own_redis: RedisServer, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(REDIS_URL=sentinel_url)
     app = create_app(settings)
@@ -73,13 +64,13 @@ async def test_web_and_worker_reach_the_master_through_sentinel(
         path = "/twilio/call-status"
         response = await client.post(path, **signed(path, answered(call_sid(5))))
         assert response.status_code == 204
-    with Redis(port=master.port, db=3) as redis:
+    with Redis(port=own_redis.port, db=3) as redis:
         assert redis.exists(f"callstreams:call:{call_sid(5)}")
 
     pool = await create_pool(redis_settings(settings))
     try:
         info = await pool.info("server")
-        assert info["tcp_port"] == master.port
+        assert info["tcp_port"] == own_redis.port
     finally:
         await pool.aclose()
         await close_sentinels(pool)

@@ -1,7 +1,7 @@
 """Twilio's webhooks against a real Redis: claims, ordering, and bad input."""
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -10,12 +10,12 @@ from redis.asyncio import Redis
 
 from service.app import create_app
 from service.config import Settings
+from service.dev import free_port
 from tests.conftest import (
     ACCOUNT_SID,
     PUBLIC_BASE_URL,
     answered,
     call_sid,
-    free_port,
     lifespan_client,
     signed,
     stream_sid,
@@ -24,25 +24,6 @@ from tests.conftest import (
 pytestmark = pytest.mark.anyio
 CALL_STATUS = "/twilio/call-status"
 STREAM_STATUS = "/twilio/stream-status"
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    # The app sees an internal URL, as behind a load balancer; signatures use the public one.
-    async for c in lifespan_client(create_app(settings), "http://10.0.0.7:8000"):
-        yield c
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def records(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from arq import Retry
@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from service.config import Settings
 from service.metrics import WorkerMetrics, seconds_since
-from service.records import Outcome, Records, StreamRecord
+from service.records import Action, Outcome, Records, StreamRecord
 from service.retry import RetryPolicy
 from service.twilio import Answer, Kind, TwilioClient
 
@@ -101,13 +101,21 @@ async def _conclude(
     return outcome
 
 
+async def _begin(
+    deps: Deps, call_sid: str, name: str, kind: Literal["start", "stop"]
+) -> tuple[Action, StreamRecord | None]:
+    """The action and the record, its lease taken; no record when there is nothing to do."""
+    action, record = await deps.records.begin(call_sid, name, kind, deps.lease)
+    if action == "busy":  # another job holds the lease: try again once it has expired
+        raise Retry(defer=deps.lease)
+    return action, None if action in ("done", "gone") else record
+
+
 async def start_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
     """Create the stream at Twilio, unless it was stopped or the call ended first."""
     deps: Deps = ctx["deps"]
-    action, record = await deps.records.begin(call_sid, name, "start", deps.lease)
-    if action == "busy":
-        raise Retry(defer=deps.lease)
-    if record is None or action in ("done", "gone"):
+    action, record = await _begin(deps, call_sid, name, "start")
+    if record is None:
         return action
     if action == "stop":
         # A stop was asked after an attempt whose outcome is unknown: stop by name.
@@ -131,10 +139,8 @@ async def start_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
 async def stop_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
     """Stop a live stream by its SID when known, else by its name."""
     deps: Deps = ctx["deps"]
-    action, record = await deps.records.begin(call_sid, name, "stop", deps.lease)
-    if action == "busy":
-        raise Retry(defer=deps.lease)
-    if record is None or action in ("done", "gone"):
+    action, record = await _begin(deps, call_sid, name, "stop")
+    if record is None:
         return action
     stop = deps.twilio.stop(record["account_sid"], call_sid, record["sid"] or name)
     answer = await _request(deps, "stop", stop)
