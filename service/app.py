@@ -24,18 +24,17 @@ from service.config import ConfigError, Settings
 from service.errors import HANDLERS
 from service.metrics import WebMetrics
 from service.records import Records
-from service.state import AppState
+from service.state import REDIS_DEADLINE, AppState
 
 log = structlog.get_logger("callstreams.web")
 
 
 def redis_client(settings: Settings) -> Redis:
-    """A client that fails fast: a webhook answers 503 rather than hang on Redis."""
+    """A client that fails fast: a webhook answers 503 rather than hang on Redis.
+    Reads are bounded per operation by `Records`' deadline (REDIS_DEADLINE)."""
     return redis_url.connect(
         settings.redis_url,
-        socket_timeout=2,
-        socket_connect_timeout=2,
-        health_check_interval=15,
+        socket_connect_timeout=REDIS_DEADLINE,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
     )
 
@@ -67,7 +66,12 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             settings=settings,
             catalog=catalog,
             redis=redis,
-            records=Records(redis, queue=settings.queue_name, record_ttl=settings.record_ttl),
+            records=Records(
+                redis,
+                queue=settings.queue_name,
+                record_ttl=settings.record_ttl,
+                deadline=REDIS_DEADLINE,
+            ),
             metrics=WebMetrics(),
         )
         loop = asyncio.get_running_loop()

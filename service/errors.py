@@ -62,5 +62,6 @@ HANDLERS: dict[Any, ExceptionHandler] = {
     HTTPException: _http_error,
     RedisConnectionError: _redis_down,
     RedisTimeoutError: _redis_down,
+    TimeoutError: _redis_down,  # Records' deadline
     Exception: _unexpected,
 }

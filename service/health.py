@@ -1,12 +1,14 @@
 """Liveness that is trivial and readiness that says why it is not ready."""
 
+import asyncio
+
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.errors import error_response
-from service.state import AppState
+from service.state import REDIS_DEADLINE, AppState
 
 
 async def healthz(request: Request) -> Response:
@@ -16,7 +18,8 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     state: AppState = request.app.state.callstreams
     try:
-        await state.redis.ping()
+        async with asyncio.timeout(REDIS_DEADLINE):
+            await state.redis.ping()
     except (RedisError, OSError) as error:
         state.metrics.redis_up.set(0)
         return error_response(503, "not ready", f"redis: {type(error).__name__}: {error}")

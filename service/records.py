@@ -5,17 +5,22 @@ round trip, and enqueuing a job happens inside the same script as the record
 change that needs it. See the README's Guarantees section for the reasoning.
 """
 
+import asyncio
+import functools
 import json
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from service import jobs
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 Status = Literal["pending", "in-progress", "stopped", "failed", "skipped"]
 Outcome = Literal["created", "stopped", "skipped", "failed", "retry"]
@@ -110,11 +115,28 @@ def _script(redis: Redis, name: str) -> AsyncScript:
     return redis.register_script(source)
 
 
+def _bounded(
+    method: Callable[Concatenate["Records", P], Awaitable[T]],
+) -> Callable[Concatenate["Records", P], Awaitable[T]]:
+    """Give up on Redis after the records' deadline: one timer per operation, where
+    redis-py's socket timeout would start two per command."""
+
+    @functools.wraps(method)
+    async def bounded(self: "Records", /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async with asyncio.timeout(self.deadline):
+            return await method(self, *args, **kwargs)
+
+    return bounded
+
+
 class Records:
     """The only code that reads or writes stream records."""
 
-    def __init__(self, redis: Redis, *, queue: str, record_ttl: timedelta) -> None:
+    def __init__(
+        self, redis: Redis, *, queue: str, record_ttl: timedelta, deadline: float | None = None
+    ) -> None:
         self.redis = redis
+        self.deadline = deadline
         self.queue = queue
         self.ended_ttl = int(record_ttl.total_seconds())
         self.live_ttl = int((record_ttl + LIVE_GRACE).total_seconds())
@@ -149,6 +171,7 @@ class Records:
         result = await self._claim_script(keys=keys, args=argv)
         return [(result[i].decode(), result[i + 1] or None) for i in range(0, len(result), 2)]
 
+    @_bounded
     async def claim(
         self, call_sid: str, records: Iterable[StreamRecord]
     ) -> list[tuple[Literal["claimed", "exists", "ended"], StreamRecord]]:
@@ -161,6 +184,7 @@ class Records:
             for outcome, raw in await self._claim(call_sid, records, 0, only_live=False)
         ]
 
+    @_bounded
     async def restart(
         self, call_sid: str, record: StreamRecord, defer: timedelta
     ) -> StreamRecord | None:
@@ -170,12 +194,14 @@ class Records:
         [(outcome, raw)] = await self._claim(call_sid, [record], defer_ms, only_live=True)
         return _decode(raw) if outcome == "claimed" and raw else None
 
+    @_bounded
     async def call_ended(self, call_sid: str, status: str) -> None:
         """Mark the call ended: its streams stop, starts not yet made are skipped."""
         await self._call_ended(
             keys=[self.key(call_sid)], args=[status, now_iso(), now_ms(), self.ended_ttl]
         )
 
+    @_bounded
     async def stream_event(
         self, call_sid: str, stream_sid: str, stream_name: str, event: str, message: str
     ) -> StreamRecord | None:
@@ -185,6 +211,7 @@ class Records:
         )
         return _decode(raw) if raw else None
 
+    @_bounded
     async def request_stop(self, call_sid: str, name: str) -> StreamRecord | None:
         """Ask for a stream to stop; None when there is no such record."""
         stop = jobs.job(jobs.STOP, call_sid, name)
@@ -215,6 +242,7 @@ class Records:
         )
         return _decode(raw) if raw else None
 
+    @_bounded
     async def calls(
         self, account_sid: str, limit: int
     ) -> list[tuple[str, str | None, list[StreamRecord]]]:
@@ -231,10 +259,12 @@ class Records:
             if fields
         ]  # fmt: skip
 
+    @_bounded
     async def get(self, call_sid: str, name: str) -> StreamRecord | None:
         raw = await cast(Awaitable[bytes | None], self.redis.hget(self.key(call_sid), name))
         return _decode(raw) if raw and not name.startswith("@") else None
 
+    @_bounded
     async def list(self, call_sid: str) -> list[StreamRecord]:
         fields = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.key(call_sid)))
         return _sorted(fields)

@@ -9,6 +9,9 @@ from service.config import Settings
 from service.metrics import WebMetrics
 from service.records import Records
 
+# Seconds a request waits for Redis before it answers 503 (Twilio then retries).
+REDIS_DEADLINE = 2.0
+
 
 @dataclass
 class AppState:

@@ -12,6 +12,7 @@ import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from structlog.contextvars import bind_contextvars
 
 from service import sids, signature
 from service.errors import ApiError
@@ -95,6 +96,7 @@ async def call_status(request: Request) -> Response:
     call_sid = fields.get("CallSid", "")
     require(fields, "CallSid", sids.is_call_sid(call_sid))
     status = require(fields, "CallStatus")
+    bind_contextvars(call_sid=call_sid, call_status=status)
     if status == ANSWERED:
         answered_at = now_iso()
         records = [
@@ -111,16 +113,13 @@ async def call_status(request: Request) -> Response:
             for profile in state.catalog.profiles
             if profile.matches(fields)
         ]
-        if records:
-            outcomes = await state.records.claim(call_sid, records)
-            for outcome, record in outcomes:
-                state.metrics.claims.labels(record["profile"] or "", outcome).inc()
-                log.info("answered", call_sid=call_sid, stream=record["name"], outcome=outcome)
-        else:
-            log.info("answered, no profile matched", call_sid=call_sid)
+        claims = await state.records.claim(call_sid, records) if records else []
+        for outcome, record in claims:
+            state.metrics.claims.labels(record["profile"] or "", outcome).inc()
+        # Logged once, with the request (service.access): which streams, and what came of each.
+        bind_contextvars(streams={record["name"]: outcome for outcome, record in claims})
     elif status in TERMINAL:
         await state.records.call_ended(call_sid, status)
-        log.info("call ended", call_sid=call_sid, status=status)
     elif status not in OTHER:
         raise ApiError(400, "invalid field", "CallStatus")
     state.metrics.webhooks.labels("call-status", status).inc()
@@ -136,14 +135,15 @@ async def stream_status(request: Request) -> Response:
     event = fields.get("StreamEvent", "")
     require(fields, "StreamEvent", event in STREAM_EVENTS)
     name = fields.get("StreamName") or stream_sid
+    bind_contextvars(call_sid=call_sid, stream=name, stream_event=event)
     record = await state.records.stream_event(
         call_sid, stream_sid, name, event, fields.get("StreamError", "")
     )
     if record is None:
-        log.info("stream event for an unknown stream", call_sid=call_sid, stream_event=event)
+        bind_contextvars(outcome="unknown stream")
     else:
         state.metrics.observe_event(record, event)
-        log.info("stream event", call_sid=call_sid, stream=record["name"], stream_event=event)
+        bind_contextvars(stream=record["name"], profile=record["profile"])
         if event == "stream-error":
             await restart(state, record)
     state.metrics.webhooks.labels("stream-status", event).inc()

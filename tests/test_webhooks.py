@@ -1,6 +1,7 @@
 """Twilio's webhooks against a real Redis: claims, ordering, and bad input."""
 
 import asyncio
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from service.dev import free_port
 from tests.conftest import (
     ACCOUNT_SID,
     PUBLIC_BASE_URL,
+    RedisServer,
     answered,
     call_sid,
     lifespan_client,
@@ -242,3 +244,23 @@ async def test_every_request_gets_a_request_id_in_its_logs(
     generated = await client.get("/healthz")
     assert len(generated.headers["x-request-id"]) == 16
     assert "req-123" in capsys.readouterr().out
+
+
+async def test_a_hung_redis_answers_503_within_the_deadline(
+    own_redis: RedisServer, make_settings: Callable[..., Settings]
+) -> None:
+    """A Redis that accepts connections but never answers: no hang, nothing acknowledged."""
+    settings = make_settings(REDIS_URL=own_redis.url)
+    async for client in lifespan_client(create_app(settings), "http://10.0.0.7:8000"):
+        assert (await client.get("/readyz")).status_code == 200
+        assert own_redis.process is not None
+        own_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            response = await client.post(CALL_STATUS, **signed(CALL_STATUS, answered(call_sid())))
+            assert response.status_code == 503
+            assert response.json()["error"] == "redis unavailable"
+            assert (await client.get("/readyz")).status_code == 503
+        finally:
+            own_redis.process.send_signal(signal.SIGCONT)
+        response = await client.post(CALL_STATUS, **signed(CALL_STATUS, answered(call_sid())))
+        assert response.status_code == 204
