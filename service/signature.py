@@ -18,16 +18,23 @@ Params = Iterable[tuple[str, str]]
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
-def compute_signature(url: str, params: Params, auth_token: str) -> str:
-    """The Base64 HMAC-SHA1 Twilio would send for a POST of `params` to `url`."""
+def _signed_fields(params: Params) -> str:
+    """What follows the URL in the signed string: names sorted, each name's distinct
+    values sorted, as name+value without delimiters."""
     by_name: dict[str, set[str]] = {}
     for name, value in params:
         by_name.setdefault(name, set()).add(value)
-    parts = [url]
-    for name in sorted(by_name):
-        parts.extend(name + value for value in sorted(by_name[name]))
-    digest = hmac.new(auth_token.encode(), "".join(parts).encode(), hashlib.sha1).digest()
+    return "".join(name + value for name in sorted(by_name) for value in sorted(by_name[name]))
+
+
+def _sign(text: str, auth_token: str) -> str:
+    digest = hmac.new(auth_token.encode(), text.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
+
+
+def compute_signature(url: str, params: Params, auth_token: str) -> str:
+    """The Base64 HMAC-SHA1 Twilio would send for a POST of `params` to `url`."""
+    return _sign(url + _signed_fields(params), auth_token)
 
 
 def url_variants(url: str) -> tuple[str, str]:
@@ -45,11 +52,13 @@ def url_variants(url: str) -> tuple[str, str]:
 
 
 def is_valid(url: str, params: Params, signature: str, auth_token: str) -> bool:
-    """True when `signature` matches `url` in either port form. Constant-time."""
-    params = list(params)
+    """True when `signature` matches `url` as given or in its other port form.
+
+    Each comparison is constant-time; the form that matched is no secret, so the
+    other form is computed only when the first does not match."""
+    fields = _signed_fields(params)
     expected = signature.encode()
-    ok = False
-    for candidate in {url, *url_variants(url)}:
-        computed = compute_signature(candidate, params, auth_token).encode()
-        ok |= hmac.compare_digest(computed, expected)
-    return ok
+    return any(
+        hmac.compare_digest(_sign(candidate + fields, auth_token).encode(), expected)
+        for candidate in dict.fromkeys((url, *url_variants(url)))
+    )
