@@ -20,7 +20,7 @@ from service.config import Settings
 from service.metrics import WorkerMetrics
 from service.records import Records
 from service.retry import RetryPolicy
-from service.twilio import SLOT_WAIT, TwilioClient, http_client
+from service.twilio import SLOT_WAIT, TwilioClient, http_clients
 from worker.jobs import PERSIST_WITHIN, Deps, start_stream, stop_stream
 from worker.observe import observed
 from worker.wakeup import WakingWorker
@@ -67,8 +67,11 @@ def worker_settings(
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         stack = ctx["resources"] = AsyncExitStack()
-        client = http_client(settings.api_base_url, settings.twilio_timeout, transport)
-        await stack.enter_async_context(client)
+        clients = http_clients(
+            settings.api_base_url, settings.twilio_timeout, settings.worker_concurrency, transport
+        )
+        for client in clients:
+            await stack.enter_async_context(client)
         await stack.enter_async_context(
             observed(ctx["redis"], settings.queue_name, metrics, settings.worker_metrics_port)
         )
@@ -77,7 +80,7 @@ def worker_settings(
             records=Records(
                 ctx["redis"], queue=settings.queue_name, record_ttl=settings.record_ttl
             ),
-            twilio=TwilioClient(client, catalog.accounts, settings.account_concurrency),
+            twilio=TwilioClient(clients, catalog.accounts, settings.account_concurrency),
             policy=RetryPolicy(
                 max_attempts=settings.retry_max_attempts,
                 max_age=settings.retry_max_age,
@@ -110,6 +113,8 @@ def worker_settings(
         # On SIGTERM, stop taking jobs and let running ones finish (each is one request).
         "job_completion_wait": int(job_timeout) + 1,
         "max_jobs": settings.worker_concurrency,
+        # Running jobs stay in the queue; read past them to the ones waiting.
+        "queue_read_limit": 2 * settings.worker_concurrency,
         "health_check_interval": HEALTH_INTERVAL_S,
         "health_check_key": health_key(settings),
     }

@@ -2,8 +2,9 @@
 
 arq polls its queue every `poll_delay`: 0.5 s costs half a second per stream,
 2 ms costs 13 % of a core while idle. Our enqueue scripts also PUBLISH on
-`<queue>:wake`; this worker waits on that channel, with the poll delay only as
-the fallback for deferred retries and missed messages. It also survives Redis
+`<queue>:wake`; this worker waits on that channel, or for one of its jobs to
+finish (a free slot while a backlog waits), with the poll delay only as the
+fallback for deferred retries and missed messages. It also survives Redis
 outages: a failed poll is logged and retried, where arq's loop would die.
 """
 
@@ -13,10 +14,24 @@ from typing import Any
 
 import structlog
 from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
 log = structlog.get_logger("callstreams.worker")
+
+
+# What arq's start_jobs checks with WATCH/MULTI, as one atomic step: the job is due
+# and not running anywhere, so mark it running. KEYS: in-progress key, queue.
+# ARGV: job id, now (ms), in-progress lock (ms). Returns the job's score, or nil.
+TAKE_JOB = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
+redis.call('PSETEX', KEYS[1], ARGV[3], '1')
+return score
+"""
 
 
 def wake_channel(queue_name: str) -> str:
@@ -43,9 +58,16 @@ class WakingWorker(Worker):
                 expires_extra_ms=self.expires_extra_ms,
             )
         self.ctx["redis"] = self.pool
+        self._take = self.pool.register_script(TAKE_JOB)
         if self.on_startup:
             await self.on_startup(self.ctx)
         wake = asyncio.Event()
+        hooked: set[asyncio.Task[Any]] = set()
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            hooked.discard(task)
+            wake.set()
+
         listener = asyncio.create_task(self._listen(wake))
         try:
             while True:
@@ -54,6 +76,11 @@ class WakingWorker(Worker):
                     await self._poll_iteration()
                 except (RedisError, OSError) as error:
                     log.warning("queue poll failed", error=f"{type(error).__name__}: {error}")
+                # A finished job frees a slot: with a backlog, fill it now, not at the next poll.
+                for task in self.tasks.values():
+                    if task not in hooked:
+                        hooked.add(task)
+                        task.add_done_callback(finished)
                 if self.burst and await self._burst_done():
                     return
                 with contextlib.suppress(TimeoutError):
@@ -62,6 +89,30 @@ class WakingWorker(Worker):
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's `start_jobs` in one Redis round trip per job instead of three, and
+        without the jobs this worker is already running (they stay at the head of
+        the queue until they finish; arq would check each of them again)."""
+        for raw_id in job_ids:
+            job_id = raw_id.decode()
+            if job_id in self.tasks:
+                continue
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            score = await self._take(
+                keys=[in_progress_key_prefix + job_id, self.queue_name],
+                args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
+            )
+            if score is None:  # running elsewhere, finished, or deferred meanwhile
+                self.sem.release()
+                continue
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job_id, int(score)))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
 
     async def _burst_done(self) -> bool:
         if 0 <= self.max_burst_jobs <= self._jobs_started() or not await self.pool.zcard(

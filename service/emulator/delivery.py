@@ -6,6 +6,7 @@ and read timeouts in milliseconds. The fragment is neither sent nor signed.
 Twilio's defaults are one retry, on connect failures only.
 """
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ import httpx
 from service.signature import compute_signature
 
 MAX_RETRIES = 5
+# Webhooks in flight at once. httpx's pool looks at every waiting request for each
+# one it sends, so thousands queued there would cost more than sending them.
+CONCURRENT_DELIVERIES = 16
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,7 @@ class Deliverer:
         self.http = http
         self.tokens = tokens
         self.log: list[dict[str, Any]] = []
+        self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
     async def deliver(
         self, account_sid: str, url: str, params: dict[str, str]
@@ -91,9 +96,10 @@ class Deliverer:
             status: int | None = None
             failure: Exception | None = None
             try:
-                response = await self.http.post(
-                    overrides.url, data=params, headers=headers, timeout=timeout
-                )
+                async with self._slots:
+                    response = await self.http.post(
+                        overrides.url, data=params, headers=headers, timeout=timeout
+                    )
                 status = response.status_code
             except httpx.TransportError as error:
                 failure = error
