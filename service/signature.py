@@ -8,6 +8,7 @@ before signing, so both forms (with and without the default port) are tried.
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -37,6 +38,7 @@ def compute_signature(url: str, params: Params, auth_token: str) -> str:
     return _sign(url + _signed_fields(params), auth_token)
 
 
+@functools.lru_cache(maxsize=1024)  # a service sees few distinct webhook URLs
 def url_variants(url: str) -> tuple[str, str]:
     """The URL without an explicit port and with the scheme's default port."""
     parts = urlsplit(url)
