@@ -49,9 +49,9 @@ class WebMetrics:
             "callstreams_redis_up", "1 if Redis answered the last readiness check", registry=r
         )
 
-    def observe_event(self, record: StreamRecord, event: str) -> None:
+    def observe_event(self, record: StreamRecord, event: str, first_start: bool) -> None:
         self.stream_events.labels(record["profile"] or "", event).inc()
-        if event == "stream-started" and record["started_at"] == record["updated_at"]:
+        if first_start:
             elapsed = seconds_since(record["answered_at"])
             if elapsed is not None:
                 self.answered_to_started.observe(elapsed)

@@ -204,12 +204,13 @@ class Records:
     @_bounded
     async def stream_event(
         self, call_sid: str, stream_sid: str, stream_name: str, event: str, message: str
-    ) -> StreamRecord | None:
-        """Apply a stream status callback; None when no record has that stream."""
-        raw = await self._stream_event(
+    ) -> tuple[StreamRecord, bool] | None:
+        """Apply a stream status callback: the record, and whether this was its first
+        `stream-started`; None when no record has that stream."""
+        result = await self._stream_event(
             keys=[self.key(call_sid)], args=[stream_sid, stream_name, event, message, now_iso()]
         )
-        return _decode(raw) if raw else None
+        return (_decode(result[0]), result[1] == 1) if result else None
 
     @_bounded
     async def request_stop(self, call_sid: str, name: str) -> StreamRecord | None:

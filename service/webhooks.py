@@ -135,13 +135,14 @@ async def stream_status(request: Request) -> None:
     require(fields, "StreamEvent", event in STREAM_EVENTS)
     name = fields.get("StreamName") or stream_sid
     bind_contextvars(call_sid=call_sid, stream=name, stream_event=event)
-    record = await state.records.stream_event(
+    applied = await state.records.stream_event(
         call_sid, stream_sid, name, event, fields.get("StreamError", "")
     )
-    if record is None:
+    if applied is None:
         bind_contextvars(outcome="unknown stream")
     else:
-        state.metrics.observe_event(record, event)
+        record, first_start = applied
+        state.metrics.observe_event(record, event, first_start)
         bind_contextvars(stream=record["name"], profile=record["profile"])
         if event == "stream-error":
             await restart(state, record)

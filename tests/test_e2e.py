@@ -94,6 +94,29 @@ def test_answered_call_streams_and_stops_by_name(
         assert phone not in services.log("web") + services.log("worker")
     assert "call_sid" in services.log("worker")
 
+    web_metrics = api.get("/metrics").text
+    for name in (
+        'callstreams_webhooks_total{kind="call-status",status="in-progress"} 1.0',
+        'callstreams_stream_claims_total{outcome="claimed",profile="transcription"} 1.0',
+        'callstreams_stream_events_total{event="stream-started",profile="transcription"} 1.0',
+        "callstreams_answered_to_stream_started_seconds_count 1.0",
+        "callstreams_redis_up",
+    ):
+        assert name in web_metrics, name
+    port = services.env["CALLSTREAMS_WORKER_METRICS_PORT"]
+    worker_metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    for name in (
+        'callstreams_twilio_requests_total{code="",operation="create",outcome="ok"} 1.0',
+        'callstreams_twilio_requests_total{code="",operation="stop",outcome="ok"} 1.0',
+        "callstreams_stream_outcomes_total"
+        '{operation="create",outcome="created",profile="transcription"} 1.0',
+        "callstreams_answered_to_create_sent_seconds_count 1.0",
+        "callstreams_twilio_request_seconds_bucket",
+        "callstreams_queue_depth",
+    ):
+        assert name in worker_metrics, name
+    assert "CA" not in web_metrics + worker_metrics  # no CallSid in any label
+
 
 def test_duplicate_deliveries_create_one_stream(services: Services, twilio: httpx.Client) -> None:
     call = twilio.post(

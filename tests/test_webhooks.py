@@ -110,6 +110,9 @@ async def test_stream_events_never_move_a_record_backwards(client: httpx.AsyncCl
     [record] = await records(client, call_sid())
     assert record["status"] == "stopped"
     assert record["sid"] == stream_sid()
+    # The answered → started latency counts the first stream-started only.
+    metrics = (await client.get("/metrics")).text
+    assert "callstreams_answered_to_stream_started_seconds_count 1.0" in metrics
 
 
 async def test_stream_started_then_error(client: httpx.AsyncClient) -> None:

@@ -1,6 +1,8 @@
 -- Stream status callback. Events may arrive late, twice or out of order, so a
 -- record only ever moves forward: pending → in-progress → stopped/failed.
 -- ARGV: stream_sid, stream_name, event, error message, now_iso.
+-- Returns the record, and 1 if this was the record's first stream-started event
+-- (the hidden `_s` field remembers it, for the answered → started histogram).
 local sid, name, event, message, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rec = load(name)
 if rec == nil or (rec.sid ~= null and rec.sid ~= sid) then
@@ -25,4 +27,9 @@ elseif event == 'stream-error' and rank < 2 then
   rec.error = note(message)
 end
 if event == 'stream-started' and rec.started_at == null then rec.started_at = now_iso end
-return save(rec, now_iso)
+local first = 0
+if event == 'stream-started' and rec._s == nil then
+  rec._s = 1
+  first = 1
+end
+return {save(rec, now_iso), first}
