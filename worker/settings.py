@@ -5,6 +5,8 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import httpx
 from arq.connections import RedisSettings
 from arq.worker import func
@@ -66,6 +68,9 @@ def worker_settings(
     metrics = metrics or WorkerMetrics()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
+        # httpx runs on anyio, whose asyncio backend loads on first use: ~60 ms of
+        # imports that would otherwise delay the first stream after a start.
+        await anyio.lowlevel.checkpoint()
         stack = ctx["resources"] = AsyncExitStack()
         clients = http_clients(
             settings.api_base_url, settings.twilio_timeout, settings.worker_concurrency, transport
