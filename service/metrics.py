@@ -83,8 +83,14 @@ class WorkerMetrics:
         )
         self.stream_outcomes = Counter(
             "callstreams_stream_outcomes",
-            "Results recorded by the worker for stream starts and stops",
-            ["profile", "operation", "outcome"],
+            "Results recorded by the worker for stream starts and stops, with Twilio's code",
+            ["profile", "operation", "outcome", "code"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "callstreams_retries",
+            "Twilio requests to be tried again after a transient failure",
+            ["operation"],
             registry=r,
         )
         self.queue_depth = Gauge("callstreams_queue_depth", "Jobs waiting in the queue", registry=r)

@@ -109,7 +109,7 @@ def test_answered_call_streams_and_stops_by_name(
         'callstreams_twilio_requests_total{code="",operation="create",outcome="ok"} 1.0',
         'callstreams_twilio_requests_total{code="",operation="stop",outcome="ok"} 1.0',
         "callstreams_stream_outcomes_total"
-        '{operation="create",outcome="created",profile="transcription"} 1.0',
+        '{code="",operation="create",outcome="created",profile="transcription"} 1.0',
         "callstreams_answered_to_create_sent_seconds_count 1.0",
         "callstreams_twilio_request_seconds_bucket",
         "callstreams_queue_depth",

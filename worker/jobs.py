@@ -88,6 +88,7 @@ async def _conclude(
             await _finish(deps, call_sid, name, "retry", error=answer.error)
             delay = deps.policy.delay(record["attempts"], answer.retry_after)
             log.info("retrying", call_sid=call_sid, stream=name, delay=round(delay, 3))
+            deps.metrics.retries.labels(operation).inc()
             raise Retry(defer=delay)
         outcome = "failed"
     body = answer.body
@@ -96,7 +97,8 @@ async def _conclude(
         deps, call_sid, name, outcome, sid=body.get("sid"), date_updated=body.get("date_updated"),
         uri=body.get("uri"), error=error,
     )  # fmt: skip
-    deps.metrics.stream_outcomes.labels(record["profile"] or "", operation, outcome).inc()
+    code = str(error["code"]) if error and error["code"] is not None else ""
+    deps.metrics.stream_outcomes.labels(record["profile"] or "", operation, outcome, code).inc()
     log.info(outcome, call_sid=call_sid, stream=name, attempts=record["attempts"], error=error)
     return outcome
 
