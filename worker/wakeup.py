@@ -38,6 +38,31 @@ def wake_channel(queue_name: str) -> str:
     return f"{queue_name}:wake"
 
 
+class Wakeup:
+    """Why the worker's loop woke: job ids the enqueue scripts announced, or anything
+    else (the poll delay, a finished job, a resubscribe) that calls for reading the queue."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self._job_ids: list[bytes] = []
+        self._poll = True
+
+    def announce(self, job_id: bytes) -> None:
+        self._job_ids.append(job_id)
+        self.event.set()
+
+    def poll(self) -> None:
+        self._poll = True
+        self.event.set()
+
+    def take(self) -> list[bytes] | None:
+        """The announced job ids to start, or None to read the queue instead."""
+        self.event.clear()
+        job_ids, self._job_ids = self._job_ids, []
+        poll, self._poll = self._poll, False
+        return None if poll or not job_ids else job_ids
+
+
 class WakingWorker(Worker):
     """A Worker whose main loop waits on a wake-up message or the poll delay."""
 
@@ -61,19 +86,22 @@ class WakingWorker(Worker):
         self._take = self.pool.register_script(TAKE_JOB)
         if self.on_startup:
             await self.on_startup(self.ctx)
-        wake = asyncio.Event()
+        wakeup = Wakeup()
         hooked: set[asyncio.Task[Any]] = set()
 
         def finished(task: asyncio.Task[Any]) -> None:
             hooked.discard(task)
-            wake.set()
+            wakeup.poll()
 
-        listener = asyncio.create_task(self._listen(wake))
+        listener = asyncio.create_task(self._listen(wakeup))
         try:
             while True:
-                wake.clear()
+                job_ids = wakeup.take()
                 try:
-                    await self._poll_iteration()
+                    if job_ids is None:
+                        await self._poll_iteration()
+                    else:  # just enqueued: start them without reading the queue first
+                        await self.start_jobs(job_ids)
                 except (RedisError, OSError) as error:
                     log.warning("queue poll failed", error=f"{type(error).__name__}: {error}")
                 # A finished job frees a slot: with a backlog, fill it now, not at the next poll.
@@ -83,8 +111,10 @@ class WakingWorker(Worker):
                         task.add_done_callback(finished)
                 if self.burst and await self._burst_done():
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_delay_s)
+                try:
+                    await asyncio.wait_for(wakeup.event.wait(), self.poll_delay_s)
+                except TimeoutError:
+                    wakeup.poll()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,16 +152,16 @@ class WakingWorker(Worker):
             return True
         return False
 
-    async def _listen(self, wake: asyncio.Event) -> None:
-        """Set `wake` on every message; resubscribe after Redis comes back."""
+    async def _listen(self, wakeup: "Wakeup") -> None:
+        """Announce every enqueued job id; resubscribe after Redis comes back."""
         channel = wake_channel(self.queue_name)
         while True:
             pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
-                wake.set()  # catch up on anything enqueued while unsubscribed
-                async for _ in pubsub.listen():
-                    wake.set()
+                wakeup.poll()  # catch up on anything enqueued while unsubscribed
+                async for message in pubsub.listen():
+                    wakeup.announce(message["data"])
             except (RedisError, OSError):
                 await asyncio.sleep(min(1.0, self.poll_delay_s))
             finally:
