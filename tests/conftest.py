@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
@@ -22,6 +24,12 @@ from service.app import create_app
 from service.config import Settings, load_settings
 from service.dev import free_port
 from service.signature import compute_signature
+
+# Property tests judge behaviour, never speed: no per-example deadline on shared machines.
+hypothesis_settings.register_profile(
+    "callstreams", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("callstreams")
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token"
