@@ -3,6 +3,8 @@
 Where Twilio's behaviour is undocumented the emulator picks an answer and says
 so: a reused name is 409 with code 20409, a fifth track is 400 with code 31940,
 stopping a stream that already stopped answers 200 with the stopped resource.
+`StatusCallbackMethod` is validated and kept, but stream callbacks are always
+POSTed (callstreams creates every stream with POST).
 """
 
 import asyncio
