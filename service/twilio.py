@@ -106,8 +106,16 @@ class TwilioClient:
         self, http: Sequence[httpx.AsyncClient], accounts: Mapping[str, Account], concurrency: int
     ) -> None:
         self._http = itertools.cycle(http)
+        self._concurrency = concurrency
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self.use_accounts(accounts)
+
+    def use_accounts(self, accounts: Mapping[str, Account]) -> None:
+        """Call Twilio for these accounts from now on (a reloaded configuration);
+        requests in flight keep their slots."""
+        for sid in accounts:
+            self._slots.setdefault(sid, asyncio.Semaphore(self._concurrency))
         self.accounts = accounts
-        self._slots = {sid: asyncio.Semaphore(concurrency) for sid in accounts}
 
     async def _post(
         self, account_sid: str, call_sid: str, tail: str, form: list[tuple[str, str]]

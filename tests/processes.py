@@ -28,6 +28,14 @@ def wait_http(url: str, within: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def wait_log(services: "Services", name: str, text: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while text not in services.log(name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not log {text!r} within {within}s")
+        time.sleep(0.05)
+
+
 @dataclass
 class Services:
     """URLs of a running stack and the means to kill and restart its worker."""
@@ -64,8 +72,11 @@ class Services:
 
 
 @contextmanager
-def running_stack(redis_url: str, logs: Path, **env: str) -> Iterator[Services]:
-    """Emulator, web and worker as separate processes, stopped on exit."""
+def running_stack(
+    redis_url: str, logs: Path, accounts: dict[str, str] | None = None, **env: str
+) -> Iterator[Services]:
+    """Emulator, web and worker as separate processes, stopped on exit; the emulator
+    knows the test account and `accounts` (SID → token)."""
     web_port, emulator_port = free_port(), free_port()
     services = Services(
         web=f"http://127.0.0.1:{web_port}",
@@ -88,12 +99,12 @@ def running_stack(redis_url: str, logs: Path, **env: str) -> Iterator[Services]:
     )
     with ExitStack() as stack:
         stack.callback(services.stop_all)
-        services.spawn(
-            "emulator", "emulator", "--port", str(emulator_port),
-            "--account", f"{ACCOUNT_SID}:{AUTH_TOKEN}",
-        )  # fmt: skip
+        known = {ACCOUNT_SID: AUTH_TOKEN, **(accounts or {})}
+        flags = [f for sid, token in known.items() for f in ("--account", f"{sid}:{token}")]
+        services.spawn("emulator", "emulator", "--port", str(emulator_port), *flags)
         services.spawn("web", "web", "--port", str(web_port))
         services.spawn("worker", "worker")
         wait_http(f"{services.emulator}/_emulator/streams")
         wait_http(f"{services.web}/readyz")
+        wait_log(services, "worker", "worker ready")
         yield services

@@ -37,7 +37,7 @@ def services(own_redis: RedisServer, tmp_path: Path) -> Iterator[Services]:
         "CALLSTREAMS_RETRY_MAX_DELAY": "0.5",
         "CALLSTREAMS_RETRY_MAX_ATTEMPTS": "30",
     }
-    with running_stack(own_redis.url, tmp_path, **env) as running:
+    with running_stack(own_redis.url, tmp_path, None, **env) as running:
         yield running
 
 

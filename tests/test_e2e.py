@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN
-from tests.processes import Services, running_stack
+from tests.processes import Services, running_stack, wait_log
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -146,9 +146,13 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+SECOND_SID, SECOND_TOKEN = "AC" + "b2" * 16, "second-token"
+
+
 @pytest.fixture
 def profiled(redis_url: str, tmp_path: Path, config: Path) -> Iterator[Services]:
-    with running_stack(redis_url, tmp_path, CALLSTREAMS_CONFIG=str(config)) as running:
+    accounts = {SECOND_SID: SECOND_TOKEN}
+    with running_stack(redis_url, tmp_path, accounts, CALLSTREAMS_CONFIG=str(config)) as running:
         yield running
 
 
@@ -215,3 +219,31 @@ def test_sigterm_lets_the_worker_finish_its_create(
     assert worker.wait(20) == 0
     record = records(api, sid)["transcription"]
     assert (record["status"], record["attempts"]) == ("in-progress", 1)
+
+
+def test_sighup_adds_an_account_to_web_and_worker(profiled: Services, config: Path) -> None:
+    with (
+        httpx.Client(base_url=profiled.emulator, timeout=10) as twilio,
+        httpx.Client(base_url=profiled.web, headers=AUTH, timeout=10) as api,
+    ):
+        hook = f"{profiled.web}/twilio/call-status"
+        call = {"account_sid": SECOND_SID, "status_callback": hook}
+        unknown = twilio.post("/_emulator/calls", json=call).json()["sid"]
+        refused = twilio.post(f"/_emulator/calls/{unknown}/answer").json()["deliveries"]
+        assert refused[0]["status"] == 403  # not an account of this service yet
+
+        accounts = f'[[accounts]]\nsid = "{SECOND_SID}"\nauth_token = "{SECOND_TOKEN}"\n'
+        config.write_text(RESTARTING.format(name="asr") + accounts)
+        for name in ("web", "worker"):
+            profiled.processes[name].send_signal(signal.SIGHUP)
+            wait_log(profiled, name, "configuration reloaded")
+
+        sid = twilio.post("/_emulator/calls", json=call).json()["sid"]
+        assert (
+            twilio.post(f"/_emulator/calls/{sid}/answer").json()["deliveries"][0]["status"] == 204
+        )
+        until(lambda: records(api, sid).get("asr", {}).get("status") == "in-progress")
+        [create] = [
+            r for r in twilio.get("/_emulator/requests").json()["requests"] if sid in r["path"]
+        ]
+        assert create["auth_user"] == SECOND_SID

@@ -1,13 +1,17 @@
 """arq wiring: the worker's settings, built from our Settings, owning its clients."""
 
+import asyncio
+import contextlib
+import signal
 import socket
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
-import anyio
 import anyio.lowlevel
 import httpx
+import structlog
 from arq.connections import RedisSettings
 from arq.worker import func
 from redis.asyncio.retry import Retry
@@ -18,7 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service import jobs as job_names
 from service import redis_url
 from service.catalog import load_catalog
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.metrics import WorkerMetrics
 from service.records import Records
 from service.retry import RetryPolicy
@@ -27,6 +31,7 @@ from worker.jobs import PERSIST_WITHIN, Deps, start_stream, stop_stream
 from worker.observe import observed
 from worker.wakeup import WakingWorker
 
+log = structlog.get_logger("callstreams.worker")
 HEALTH_INTERVAL_S = 5
 
 
@@ -48,6 +53,23 @@ def redis_settings(settings: Settings) -> RedisSettings:
         redis.ssl_check_hostname = True
         redis.ssl_cert_reqs = "required"
     return redis
+
+
+def _reload_accounts(settings: Settings, twilio: TwilioClient) -> None:
+    """SIGHUP: take the configuration file's accounts, or keep the running ones."""
+    try:
+        catalog = load_catalog(settings)
+    except ConfigError as error:
+        log.error("reload failed, keeping the running configuration", error=str(error))
+        return
+    twilio.use_accounts(catalog.accounts)
+    log.info("configuration reloaded", accounts=len(catalog.accounts))
+
+
+def _on_sighup(handler: Callable[[], None]) -> None:
+    # Outside the main thread (an in-process test) there is no signal to handle.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
 
 
 def health_key(settings: Settings) -> str:
@@ -80,12 +102,14 @@ def worker_settings(
         await stack.enter_async_context(
             observed(ctx["redis"], settings.queue_name, metrics, settings.worker_metrics_port)
         )
+        twilio = TwilioClient(clients, catalog.accounts, settings.account_concurrency)
+        _on_sighup(lambda: _reload_accounts(settings, twilio))
         ctx["deps"] = Deps(
             settings=settings,
             records=Records(
                 ctx["redis"], queue=settings.queue_name, record_ttl=settings.record_ttl
             ),
-            twilio=TwilioClient(clients, catalog.accounts, settings.account_concurrency),
+            twilio=twilio,
             policy=RetryPolicy(
                 max_attempts=settings.retry_max_attempts,
                 max_age=settings.retry_max_age,
@@ -95,6 +119,10 @@ def worker_settings(
             metrics=metrics,
             lease=timedelta(seconds=job_timeout + 1),
         )
+        log.info(
+            "worker ready", queue=settings.queue_name, concurrency=settings.worker_concurrency,
+            accounts=len(catalog.accounts),
+        )  # fmt: skip
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         if "resources" in ctx:
