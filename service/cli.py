@@ -29,7 +29,7 @@ def _web(args: argparse.Namespace) -> int:
     from service.catalog import load_catalog
 
     settings = _settings(HOST=args.host, PORT=args.port)
-    load_catalog(settings)  # fail here, in one line, rather than in each uvicorn worker
+    catalog = load_catalog(settings)  # fail here, in one line, not in each uvicorn worker
     # The app logs each request itself (service.access), with its request id.
     run = functools.partial(
         uvicorn.run, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
@@ -38,7 +38,7 @@ def _web(args: argparse.Namespace) -> int:
     if args.workers > 1:
         run("service.cli:web_app", factory=True, workers=args.workers)
     else:
-        app = create_app(settings)
+        app = create_app(settings, catalog)
         _settle_heap()
         run(app)
     return 0

@@ -31,8 +31,9 @@ class SentinelTarget:
 
 
 def tls_options(url: str) -> dict[str, Any]:
+    """How a TLS connection to `url`'s Redis is checked: certificate and hostname."""
     if url.startswith(("rediss://", "rediss+sentinel://")):
-        return {"ssl": True, "ssl_check_hostname": True, "ssl_cert_reqs": "required"}
+        return {"ssl_check_hostname": True, "ssl_cert_reqs": "required"}
     return {}
 
 
@@ -83,14 +84,12 @@ def connect(url: str, **options: Any) -> Redis:
     """A client for `url` with redis-py `options` (timeouts, retries)."""
     target = parse_sentinel(url)
     if target is None:
-        tls = tls_options(url)
-        tls.pop("ssl", None)  # implied by the scheme
-        client: Redis = Redis.from_url(url, **tls, **options)
+        client: Redis = Redis.from_url(url, **tls_options(url), **options)
         return client
     timeouts = {k: v for k, v in options.items() if k.startswith("socket_")}
     sentinel = Sentinel(target.sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
     master: Redis = sentinel.master_for(
         target.service, redis_class=SentinelRedis, db=target.db, username=target.username,
-        password=target.password, **tls_options(url), **options,
+        password=target.password, ssl=target.tls, **tls_options(url), **options,
     )  # fmt: skip
     return master

@@ -99,8 +99,8 @@ def transport_error(error: httpx.TransportError) -> Answer:
 
 
 class TwilioClient:
-    """Create and stop streams, for any configured account, over one keep-alive client,
-    with at most `concurrency` requests in flight per account."""
+    """Create and stop streams, for any configured account, over keep-alive clients used
+    in turn, with at most `concurrency` requests in flight per account."""
 
     def __init__(
         self, http: Sequence[httpx.AsyncClient], accounts: Mapping[str, Account], concurrency: int

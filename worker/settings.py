@@ -49,9 +49,8 @@ def redis_settings(settings: Settings) -> RedisSettings:
     redis.conn_retries = 60  # wait up to a minute for Redis at start
     redis.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 5)
     redis.retry_on_error = [RedisConnectionError, RedisTimeoutError]
-    if redis.ssl:
-        redis.ssl_check_hostname = True
-        redis.ssl_cert_reqs = "required"
+    for option, value in redis_url.tls_options(settings.redis_url).items():
+        setattr(redis, option, value)
     return redis
 
 

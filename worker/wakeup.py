@@ -72,6 +72,7 @@ class WakingWorker(Worker):
         # record's lease already prevents concurrent Twilio calls, so a shorter
         # lock lets another worker take over a killed worker's job in seconds.
         self.in_progress_timeout_s = (self.job_timeout_s or 0) + 1
+        self._wakeup = Wakeup()
 
     async def main(self) -> None:
         if self._pool is None:
@@ -86,13 +87,7 @@ class WakingWorker(Worker):
         self._take = self.pool.register_script(TAKE_JOB)
         if self.on_startup:
             await self.on_startup(self.ctx)
-        wakeup = Wakeup()
-        hooked: set[asyncio.Task[Any]] = set()
-
-        def finished(task: asyncio.Task[Any]) -> None:
-            hooked.discard(task)
-            wakeup.poll()
-
+        wakeup = self._wakeup
         listener = asyncio.create_task(self._listen(wakeup))
         try:
             while True:
@@ -104,11 +99,6 @@ class WakingWorker(Worker):
                         await self.start_jobs(job_ids)
                 except (RedisError, OSError) as error:
                     log.warning("queue poll failed", error=f"{type(error).__name__}: {error}")
-                # A finished job frees a slot: with a backlog, fill it now, not at the next poll.
-                for task in self.tasks.values():
-                    if task not in hooked:
-                        hooked.add(task)
-                        task.add_done_callback(finished)
                 if self.burst and await self._burst_done():
                     return
                 try:
@@ -141,8 +131,13 @@ class WakingWorker(Worker):
                 continue
             self.job_counter += 1
             task = self.loop.create_task(self.run_job(job_id, int(score)))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            task.add_done_callback(self._job_done)
             self.tasks[job_id] = task
+
+    def _job_done(self, _: "asyncio.Task[None]") -> None:
+        self._release_sem_dec_counter_on_complete()
+        # A free slot while a backlog may wait: read the queue now, not at the next poll.
+        self._wakeup.poll()
 
     async def _burst_done(self) -> bool:
         if 0 <= self.max_burst_jobs <= self._jobs_started() or not await self.pool.zcard(
@@ -152,7 +147,7 @@ class WakingWorker(Worker):
             return True
         return False
 
-    async def _listen(self, wakeup: "Wakeup") -> None:
+    async def _listen(self, wakeup: Wakeup) -> None:
         """Announce every enqueued job id; resubscribe after Redis comes back."""
         channel = wake_channel(self.queue_name)
         while True:
