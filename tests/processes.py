@@ -4,10 +4,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -15,25 +16,29 @@ from service.dev import free_port
 from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL
 
 
-def wait_http(url: str, within: float = 30.0) -> None:
+def until(check: Callable[[], Any], within: float = 15.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something true, and return that."""
     deadline = time.monotonic() + within
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+    while not (result := check()):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {within}s")
-        time.sleep(0.05)
+            raise AssertionError(f"{what} not met within {within}s")
+        time.sleep(0.02)
+    return result
+
+
+def answers_200(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_http(url: str, within: float = 30.0) -> None:
+    until(lambda: answers_200(url), within, f"{url} answering 200")
 
 
 def wait_log(services: "Services", name: str, text: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while text not in services.log(name):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} did not log {text!r} within {within}s")
-        time.sleep(0.05)
+    until(lambda: text in services.log(name), within, f"{name} logging {text!r}")
 
 
 @dataclass

@@ -6,7 +6,7 @@ name, and every answered call ends with a started stream or a record saying why.
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import ACCOUNT_SID, API_TOKEN, RedisServer, answered, signed
-from tests.processes import Services, running_stack, wait_http
+from tests.processes import Services, running_stack, until, wait_http
 
 pytestmark = pytest.mark.e2e
 CALLS = 120
@@ -53,13 +53,6 @@ def answer_calls(twilio: httpx.Client, web: str, count: int) -> list[str]:
                 twilio.post(f"/_emulator/calls/{call}/deliver", json={"status": "in-progress"})
         sids.append(call)
     return sids
-
-
-def wait_for(check: Callable[[], Any], within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def settled(api: httpx.Client, sids: list[str], within: float) -> dict[str, list[dict[str, Any]]]:
@@ -106,7 +99,7 @@ def test_chaos(services: Services, own_redis: RedisServer) -> None:
         slow = [{"kind": "reset-before", "seconds": 1.0, "operation": "create"}]
         twilio.put("/_emulator/faults", json={"faults": slow})
         in_flight = answer_calls(twilio, services.web, 10)
-        wait_for(lambda: twilio.get("/_emulator/stats").json()["in_flight"].get(ACCOUNT_SID))
+        until(lambda: twilio.get("/_emulator/stats").json()["in_flight"].get(ACCOUNT_SID))
         services.stop("worker", kill=True)
         killed_at = time.monotonic()
         requests_at_kill = len(twilio.get("/_emulator/requests").json()["requests"])

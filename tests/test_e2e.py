@@ -4,7 +4,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN
-from tests.processes import Services, running_stack, wait_log
+from tests.processes import Services, running_stack, until, wait_log
 
 pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -35,17 +35,6 @@ def twilio(services: Services) -> Iterator[httpx.Client]:
 def api(services: Services) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=services.web, headers=AUTH, timeout=10) as client:
         yield client
-
-
-def until(check: Callable[[], Any], within: float = 15.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_answered_call_streams_and_stops_by_name(

@@ -6,13 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import structlog
 
 from service.emulator.delivery import Deliverer
 from service.emulator.faults import Fault, Faults
 from service.emulator.state import TERMINAL, Call, Stats, Stream, iso_now, rfc2822_now
-
-log = structlog.get_logger("callstreams.emulator")
 
 
 @dataclass
@@ -85,7 +82,13 @@ class Emulator:
                 await asyncio.sleep(delay)
             await self.deliverer.deliver(stream.account_sid, url, params)
 
-        self._chains[stream.sid] = self._spawn(send())
+        task = self._chains[stream.sid] = self._spawn(send())
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._chains.get(stream.sid) is done:
+                del self._chains[stream.sid]
+
+        task.add_done_callback(forget)
 
     def stop_stream(
         self, stream: Stream, event: str = "stream-stopped", error: str | None = None
