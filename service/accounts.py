@@ -7,13 +7,12 @@ mounts them (`auth_token_file`, `api_secret_file`).
 """
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr, model_validator
 
 from service import sids
-from service.config import Settings
+from service.config import Settings, read_secret_file
 
 
 def _sid(value: str) -> str:
@@ -26,13 +25,6 @@ def _key(value: str | None) -> str | None:
     if value is not None and not sids.API_KEY_SID.fullmatch(value):
         raise ValueError("must be SK followed by 32 hex digits")
     return value
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror}") from None
 
 
 class Account(BaseModel):
@@ -56,7 +48,7 @@ class Account(BaseModel):
                 if path is not None:
                     if secret in data:
                         raise ValueError(f"{secret} and {secret}_file are exclusive")
-                    data[secret] = _read(str(path))
+                    data[secret] = read_secret_file(str(path))
         return data
 
     @model_validator(mode="after")

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from service.accounts import Account, env_account
 from service.config import ConfigError, Settings
-from service.profiles import MAX_TRACKS, Profile, busiest_call, errors, parse_profiles
+from service.profiles import Profile, busiest_call, errors, parse_profiles
+from service.twilio_terms import MAX_TRACKS
 from service.validation import problems
 
 

@@ -1,21 +1,24 @@
 """Settings: read once from the environment, validated, passed in.
 
-Nothing else in the project reads `os.environ`. A bad value stops the process
-with one line naming the variable and never echoing the value, because the
-value may be a secret.
+Nothing else in the project reads settings from `os.environ` (`callstreams dev`
+only hands its environment on to the processes it starts). A bad value stops the
+process with one line naming the variable and never echoing the value, because
+the value may be a secret. Three sets: `Settings` for web and worker,
+`ClientSettings` for the operator CLI, `DevSettings` for `callstreams dev`.
 """
 
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import redis_url, sids
+from service.twilio_terms import DEFAULT_TRACK, STREAM_STATUS_PATH, Track
 from service.validation import problems
 
 _DURATION = re.compile(r"(\d+)\s*([smhd]?)")
@@ -67,7 +70,6 @@ def _redis_url(value: str) -> str:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 HttpBase = Annotated[str, AfterValidator(_http_base)]
-Track = Literal["inbound_track", "outbound_track", "both_tracks"]
 
 
 class Settings(BaseSettings):
@@ -96,7 +98,7 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(None, alias="CALLSTREAMS_CONFIG")
     stream_url: str | None = Field(None, alias="STREAM_URL")
     stream_name: str = Field("default", alias="STREAM_NAME")
-    stream_track: Track = Field("inbound_track", alias="STREAM_TRACK")
+    stream_track: Track = Field(DEFAULT_TRACK, alias="STREAM_TRACK")
     record_ttl: Duration = Field(timedelta(days=7), alias="CALLSTREAMS_RECORD_TTL")
     max_body: int = Field(64 * 1024, alias="CALLSTREAMS_MAX_BODY", ge=1024, le=16 * 1024 * 1024)
     queue_name: str = Field("callstreams:queue", alias="CALLSTREAMS_QUEUE", min_length=1)
@@ -124,7 +126,7 @@ class Settings(BaseSettings):
 
     @property
     def stream_status_url(self) -> str:
-        return f"{self.public_base_url}/twilio/stream-status"
+        return self.public_base_url + STREAM_STATUS_PATH
 
 
 def describe(error: ValidationError) -> str:
@@ -136,6 +138,16 @@ def describe(error: ValidationError) -> str:
 SECRET_FILES = ("TWILIO_AUTH_TOKEN", "TWILIO_API_SECRET", "CALLSTREAMS_API_TOKEN")
 
 
+def read_secret_file(path: str) -> str:
+    """A secret mounted as a file (Kubernetes, Docker secrets), without its trailing newline.
+
+    Raises ValueError naming the path, never the content."""
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ValueError(f"cannot read {path}: {error.strerror}") from None
+
+
 def _secret_files(overrides: dict[str, object]) -> dict[str, object]:
     found: dict[str, object] = {}
     for name in SECRET_FILES:
@@ -143,17 +155,81 @@ def _secret_files(overrides: dict[str, object]) -> dict[str, object]:
         if path is None or overrides.get(name) is not None or os.environ.get(name):
             continue
         try:
-            found[name] = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(f"{name}_FILE: cannot read {path}: {error.strerror}") from None
+            found[name] = read_secret_file(str(path))
+        except ValueError as error:
+            raise ConfigError(f"{name}_FILE: {error}") from None
     return found
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment (and `overrides`), or ConfigError with one line."""
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _load(cls: type[S], overrides: dict[str, object]) -> S:
+    """`cls` from the environment (and `overrides`), or ConfigError with one line."""
     try:
-        return Settings(**{**overrides, **_secret_files(overrides)})  # type: ignore[arg-type]
+        return cls(**{**overrides, **_secret_files(overrides)})  # type: ignore[arg-type]
     except ValidationError as error:
         raise ConfigError(describe(error)) from None
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The web process's and the worker's settings."""
+    return _load(Settings, overrides)
+
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+
+
+def _api_url(value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ValueError("must be an http(s):// URL")
+    return value.strip().rstrip("/")
+
+
+class ClientSettings(BaseSettings):
+    """What the operator CLI needs: where the web process is, and a token for it."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", env_ignore_empty=True, frozen=True
+    )
+
+    api_url: Annotated[str, AfterValidator(_api_url)] = Field(
+        DEFAULT_API_URL, alias="CALLSTREAMS_API_URL"
+    )
+    api_token: SecretStr | None = Field(None, alias="CALLSTREAMS_API_TOKEN")
+
+
+def load_client_settings(**overrides: object) -> ClientSettings:
+    return _load(ClientSettings, {k: v for k, v in overrides.items() if v is not None})
+
+
+# `callstreams dev`'s local Twilio account (the emulator's) and operator token: not secrets.
+DEV_ACCOUNT_SID = "AC" + "0" * 31 + "1"
+DEV_AUTH_TOKEN = "dev-auth-token"  # noqa: S105
+DEV_API_TOKEN = "dev-operator-token"  # noqa: S105
+DEV_STREAM_URL = "wss://streams.example.com/audio"
+
+
+class DevSettings(BaseSettings):
+    """What `callstreams dev` takes from the environment, with a newcomer's defaults."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", env_ignore_empty=True, frozen=True
+    )
+
+    redis_url: str = Field("redis://localhost:6379/0", alias="REDIS_URL")
+    account_sid: Annotated[str, _pattern(sids.ACCOUNT_SID, "AC followed by 32 hex digits")] = Field(
+        DEV_ACCOUNT_SID, alias="TWILIO_ACCOUNT_SID"
+    )
+    auth_token: SecretStr = Field(SecretStr(DEV_AUTH_TOKEN), alias="TWILIO_AUTH_TOKEN")
+    api_token: SecretStr = Field(SecretStr(DEV_API_TOKEN), alias="CALLSTREAMS_API_TOKEN")
+    config_file: Path | None = Field(None, alias="CALLSTREAMS_CONFIG")
+    stream_url: str | None = Field(None, alias="STREAM_URL")
+    log_format: Literal["json", "console"] = Field("console", alias="CALLSTREAMS_LOG_FORMAT")
+
+
+def load_dev_settings() -> DevSettings:
+    return _load(DevSettings, {})

@@ -7,28 +7,22 @@ profile never fails at call time (see `catalog.py` for where they come from).
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from service import sids
-from service.config import Duration, Track
+from service.config import Duration
+from service.twilio_terms import CALL_FIELDS, DEFAULT_TRACK, MAX_PARAMETERS, TRACK_WEIGHT, Track
 from service.validation import problems
 
-# Fields Twilio sends with a call status callback (REFERENCE.md §C); templates
-# may name only these, so a typo is a start-up error rather than an empty value.
-CALL_FIELDS = frozenset(
-    {
-        "AccountSid", "ApiVersion", "CallSid", "CallStatus", "Called", "CalledCity",
-        "CalledCountry", "CalledState", "CalledZip", "Caller", "CallerCity", "CallerCountry",
-        "CallerName", "CallerState", "CallerZip", "Direction", "ForwardedFrom", "From",
-        "FromCity", "FromCountry", "FromState", "FromZip", "ParentCallSid", "SequenceNumber",
-        "StirStatus", "Timestamp", "To", "ToCity", "ToCountry", "ToState", "ToZip",
-    }
-)  # fmt: skip
-MAX_PARAMETERS = 99
-MAX_TRACKS = 4  # Twilio's limit of unidirectional stream tracks per call
-TRACKS = {"inbound_track": 1, "outbound_track": 1, "both_tracks": 2}
 _TEMPLATE = re.compile(r"\{(\w*)\}")
 
 
@@ -41,45 +35,61 @@ class Restart(BaseModel):
     backoff: Duration = timedelta(seconds=2)
 
 
+def _name(value: str) -> str:
+    if not sids.is_stream_name(value):
+        raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '~', '-'")
+    return value
+
+
+def _url(value: str) -> str:
+    if not value.startswith("wss://") or len(value) <= len("wss://"):
+        raise ValueError("must be a wss:// URL (Twilio streams only to wss)")
+    if "?" in value or "#" in value:
+        raise ValueError("must not carry a query string; use parameters instead")
+    return value
+
+
+def _parameters(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_PARAMETERS:
+        raise ValueError(f"at most {MAX_PARAMETERS} parameters")
+    for key, template in value.items():
+        for field in _TEMPLATE.findall(template):
+            if field not in CALL_FIELDS:
+                raise ValueError(f"{key}: unknown call field {{{field}}}")
+    return value
+
+
+def _schema(**facts: Any) -> Any:
+    """What a validator accepts, told to the OpenAPI document (the validator decides)."""
+    return Field(json_schema_extra=facts)
+
+
+# The rules of a stream's Name, Url and parameters, wherever one is given (a profile,
+# an operator start), with what they accept described for the OpenAPI document.
+StreamName = Annotated[str, AfterValidator(_name), _schema(pattern=f"^{sids.STREAM_NAME.pattern}$")]
+StreamUrl = Annotated[str, AfterValidator(_url), _schema(pattern=r"^wss://[^?#]+$")]
+Parameters = Annotated[
+    dict[str, str],
+    AfterValidator(_parameters),
+    _schema(
+        maxProperties=MAX_PARAMETERS,
+        description="custom parameters; a value may name call fields, e.g. {From}",
+    ),
+]
+
+
 class Profile(BaseModel):
     """One stream to start: Twilio's Name, Url, Track and custom parameters."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
-    url: str
-    track: Track = "inbound_track"
-    parameters: dict[str, str] = Field(default_factory=dict)
+    name: StreamName
+    url: StreamUrl
+    track: Track = DEFAULT_TRACK
+    parameters: Parameters = Field(default_factory=dict)
     match: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     accounts: tuple[str, ...] = ()  # empty: every configured account
     restart: Restart | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not sids.is_stream_name(value):
-            raise ValueError("must be 1-64 characters of letters, digits, '_', '.', '~', '-'")
-        return value
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith("wss://") or len(value) <= len("wss://"):
-            raise ValueError("must be a wss:// URL (Twilio streams only to wss)")
-        if "?" in value or "#" in value:
-            raise ValueError("must not carry a query string; use parameters instead")
-        return value
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameters(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_PARAMETERS:
-            raise ValueError(f"at most {MAX_PARAMETERS} parameters")
-        for key, template in value.items():
-            for field in _TEMPLATE.findall(template):
-                if field not in CALL_FIELDS:
-                    raise ValueError(f"{key}: unknown call field {{{field}}}")
-        return value
 
     @field_validator("match", mode="before")
     @classmethod
@@ -119,7 +129,10 @@ def busiest_call(profiles: tuple[Profile, ...]) -> tuple[int, list[str]]:
         nonlocal best
         if tracks > best[0]:
             best = (tracks, names)
-        if i == len(profiles) or tracks + sum(TRACKS[p.track] for p in profiles[i:]) <= best[0]:
+        if (
+            i == len(profiles)
+            or tracks + sum(TRACK_WEIGHT[p.track] for p in profiles[i:]) <= best[0]
+        ):
             return
         profile = profiles[i]
         narrowed = dict(allowed)
@@ -130,7 +143,7 @@ def busiest_call(profiles: tuple[Profile, ...]) -> tuple[int, list[str]]:
         for key, values in constraints.items():
             narrowed[key] = allowed[key] & set(values) if key in allowed else frozenset(values)
         if all(narrowed.values()):
-            search(i + 1, narrowed, tracks + TRACKS[profile.track], [*names, profile.name])
+            search(i + 1, narrowed, tracks + TRACK_WEIGHT[profile.track], [*names, profile.name])
         search(i + 1, allowed, tracks, names)
 
     search(0, {}, 0, [])

@@ -1,7 +1,6 @@
 """Twilio identifier patterns, checked on every input that carries one."""
 
 import re
-import secrets
 
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
@@ -25,8 +24,3 @@ def is_stream_sid(value: str) -> bool:
 
 def is_stream_name(value: str) -> bool:
     return STREAM_NAME.fullmatch(value) is not None
-
-
-def new_sid(prefix: str) -> str:
-    """A fresh SID of Twilio's shape (two letters and 32 lowercase hex digits)."""
-    return prefix + secrets.token_hex(16)

@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from service.dev import free_port
-from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL
+from service.cli.dev import free_port, http_ok
+from tests.helpers import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL
 
 
 def until(check: Callable[[], Any], within: float = 15.0, what: str = "condition") -> Any:
@@ -26,15 +24,8 @@ def until(check: Callable[[], Any], within: float = 15.0, what: str = "condition
     return result
 
 
-def answers_200(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def wait_http(url: str, within: float = 30.0) -> None:
-    until(lambda: answers_200(url), within, f"{url} answering 200")
+    until(lambda: http_ok(url), within, f"{url} answering 200")
 
 
 def wait_log(services: "Services", name: str, text: str, within: float = 30.0) -> None:

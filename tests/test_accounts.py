@@ -6,10 +6,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.app import create_app
 from service.catalog import load_catalog
 from service.config import ConfigError, Settings, load_settings
-from tests.conftest import (
+from service.web.app import create_app
+from tests.helpers import (
     ACCOUNT_SID,
     API_TOKEN,
     AUTH_TOKEN,
@@ -51,7 +51,7 @@ accounts = ["{SECOND_SID}"]
 
 @pytest.fixture
 async def client(two_accounts: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in lifespan_client(create_app(two_accounts), "http://internal"):
+    async with lifespan_client(create_app(two_accounts), "http://internal") as c:
         yield c
 
 

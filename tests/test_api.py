@@ -7,11 +7,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service import api
-from service.app import create_app
 from service.config import Settings
-from service.records import StreamRecord
-from tests.conftest import API_TOKEN, STREAM_URL, answered, call_sid, lifespan_client, signed
+from service.record import StreamRecord
+from service.web import api
+from service.web.app import create_app
+from tests.helpers import API_TOKEN, STREAM_URL, answered, call_sid, lifespan_client, signed
 
 pytestmark = pytest.mark.anyio
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -20,7 +20,7 @@ STREAMS = f"/v1/calls/{call_sid()}/streams"
 
 async def test_disabled_without_a_token(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(CALLSTREAMS_API_TOKEN=None)
-    async for client in lifespan_client(create_app(settings), "http://internal"):
+    async with lifespan_client(create_app(settings), "http://internal") as client:
         response = await client.get(STREAMS, headers=AUTH)
         assert response.status_code == 503
         assert "CALLSTREAMS_API_TOKEN" in response.json()["detail"]

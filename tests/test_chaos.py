@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ACCOUNT_SID, API_TOKEN, RedisServer, answered, signed
+from tests.helpers import ACCOUNT_SID, API_TOKEN, RedisServer, answered, signed
 from tests.processes import Services, running_stack, until, wait_http
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@ import pytest
 from service.catalog import load_catalog
 from service.config import ConfigError, load_settings
 from service.profiles import Profile
-from tests.conftest import ACCOUNT_SID
+from tests.helpers import ACCOUNT_SID
 
 BASE = {
     "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -160,7 +160,7 @@ def test_track_limit_across_profiles_that_can_match_one_call(tmp_path: Path) -> 
 
 
 def test_rediss_verifies_the_servers_hostname_in_web_and_worker() -> None:
-    from service.app import redis_client
+    from service.web.app import redis_client
     from worker.settings import redis_settings
 
     settings = load_settings(**BASE, REDIS_URL="rediss://redis.example.com:6380/0")

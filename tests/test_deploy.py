@@ -25,10 +25,11 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from service import cli
 from service.catalog import load_catalog
+from service.cli import main as cli
 from service.config import SECRET_FILES, Settings, load_settings
-from service.metrics import WebMetrics, WorkerMetrics
+from service.web.metrics import WebMetrics
+from worker.metrics import WorkerMetrics
 from worker.settings import worker_settings
 
 ROOT = Path(__file__).resolve().parent.parent

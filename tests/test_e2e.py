@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis import Redis
 
-from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN
+from tests.helpers import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN
 from tests.processes import Services, running_stack, until, wait_log
 
 pytestmark = pytest.mark.e2e

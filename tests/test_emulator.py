@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.dev import free_port
+from service.cli.dev import free_port
 from service.emulator import EmulatorConfig, create_emulator_app
 from service.emulator.delivery import parse_overrides
 from service.emulator.faults import FaultError, parse_fault, parse_flag
 from service.signature import is_valid
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, lifespan_client
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, lifespan_client
 from tests.processes import wait_http
 
 pytestmark = pytest.mark.anyio
@@ -93,7 +93,7 @@ async def twilio(receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
         api_keys={API_KEY: (ACCOUNT_SID, API_SECRET)},
         webhook_transport=httpx.ASGITransport(app=receiver.app),
     )
-    async for client in lifespan_client(create_emulator_app(config), "http://twilio.test"):
+    async with lifespan_client(create_emulator_app(config), "http://twilio.test") as client:
         yield client
 
 
@@ -336,7 +336,7 @@ def test_fault_descriptions() -> None:
 
 async def test_concurrency_cap_answers_20429(receiver: Receiver) -> None:
     config = EmulatorConfig(accounts={ACCOUNT_SID: AUTH_TOKEN}, latency=0.05, max_concurrency=2)
-    async for twilio in lifespan_client(create_emulator_app(config), "http://twilio.test"):
+    async with lifespan_client(create_emulator_app(config), "http://twilio.test") as twilio:
         call = await new_call(twilio)
         answers = await asyncio.gather(*(create(twilio, call) for _ in range(3)))
         assert sorted(a.status_code for a in answers) == [200, 200, 429]

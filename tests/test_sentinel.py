@@ -10,11 +10,11 @@ import pytest
 from arq import create_pool
 from redis import Redis
 
-from service.app import create_app
+from service.cli.dev import free_port
 from service.config import ConfigError, Settings, load_settings
-from service.dev import free_port
 from service.redis_url import close_sentinels
-from tests.conftest import (
+from service.web.app import create_app
+from tests.helpers import (
     ACCOUNT_SID,
     RedisServer,
     answered,
@@ -59,7 +59,7 @@ async def test_web_and_worker_reach_the_master_through_sentinel(
 ) -> None:
     settings = make_settings(REDIS_URL=sentinel_url)
     app = create_app(settings)
-    async for client in lifespan_client(app, "http://internal"):
+    async with lifespan_client(app, "http://internal") as client:
         assert (await client.get("/readyz")).status_code == 200
         path = "/twilio/call-status"
         response = await client.post(path, **signed(path, answered(call_sid(5))))

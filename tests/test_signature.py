@@ -8,7 +8,7 @@ what was signed is refused.
 
 import hashlib
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import cast
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
 from service.signature import compute_signature, is_valid, url_variants
+from tests.helpers import twilio_signature
 
 Pairs = list[tuple[str, str]]
 
@@ -63,26 +64,6 @@ VECTORS: list[tuple[str, Pairs, str]] = [
     ),
     (f"{URL}&bodySHA256={BODY_SHA256}", [], "a9nBmqA0ju/hNViExpshrM61xv4="),
 ]
-
-
-class MultiDict:
-    """Form fields with repeated names, as twilio-python reads them (werkzeug's `getall`)."""
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self.pairs = list(pairs)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for name, _ in self.pairs))
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def getall(self, name: str) -> list[str]:
-        return [value for key, value in self.pairs if key == name]
-
-
-def twilio_signature(url: str, pairs: Sequence[tuple[str, str]], token: str) -> str:
-    return cast(str, RequestValidator(token).compute_signature(url, MultiDict(pairs)))
 
 
 def signed_string(url: str, pairs: Sequence[tuple[str, str]]) -> str:

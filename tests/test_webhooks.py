@@ -9,10 +9,10 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from service.app import create_app
+from service.cli.dev import free_port
 from service.config import Settings
-from service.dev import free_port
-from tests.conftest import (
+from service.web.app import create_app
+from tests.helpers import (
     ACCOUNT_SID,
     PUBLIC_BASE_URL,
     RedisServer,
@@ -228,7 +228,7 @@ async def test_bad_stream_events_are_refused(client: httpx.AsyncClient, redis: R
 
 async def test_redis_unreachable_answers_503(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
-    async for client in lifespan_client(create_app(settings), "http://internal"):
+    async with lifespan_client(create_app(settings), "http://internal") as client:
         response = await client.post(CALL_STATUS, **signed(CALL_STATUS, answered(call_sid())))
         assert response.status_code == 503
         assert response.json()["error"] == "redis unavailable"
@@ -254,7 +254,7 @@ async def test_a_hung_redis_answers_503_within_the_deadline(
 ) -> None:
     """A Redis that accepts connections but never answers: no hang, nothing acknowledged."""
     settings = make_settings(REDIS_URL=own_redis.url)
-    async for client in lifespan_client(create_app(settings), "http://10.0.0.7:8000"):
+    async with lifespan_client(create_app(settings), "http://10.0.0.7:8000") as client:
         assert (await client.get("/readyz")).status_code == 200
         assert own_redis.process is not None
         own_redis.process.send_signal(signal.SIGSTOP)

@@ -8,11 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from service.app import create_app
 from service.config import Settings
 from service.emulator import EmulatorConfig, create_emulator_app
-from service.metrics import WorkerMetrics
-from tests.conftest import (
+from service.web.app import create_app
+from tests.helpers import (
     ACCOUNT_SID,
     API_TOKEN,
     AUTH_TOKEN,
@@ -20,6 +19,7 @@ from tests.conftest import (
     lifespan_client,
     signed,
 )
+from worker.metrics import WorkerMetrics
 from worker.settings import create_worker
 
 pytestmark = pytest.mark.anyio
@@ -83,9 +83,11 @@ async def running(settings: Settings, config: EmulatorConfig) -> AsyncIterator[S
     """The web app and the emulator, which sends its stream status callbacks to the app."""
     app = create_app(settings)
     config.webhook_transport = httpx.ASGITransport(app=app)
-    async for web in lifespan_client(app, "http://internal"):
-        async for twilio in lifespan_client(create_emulator_app(config), "http://twilio.test"):
-            yield Stack(settings, web, twilio)
+    async with (
+        lifespan_client(app, "http://internal") as web,
+        lifespan_client(create_emulator_app(config), "http://twilio.test") as twilio,
+    ):
+        yield Stack(settings, web, twilio)
 
 
 @pytest.fixture

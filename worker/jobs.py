@@ -1,11 +1,11 @@
 """The worker's jobs: converge one stream record to its desired state.
 
 Each job takes the record's lease (`Records.begin`), makes at most one Twilio
-request, and records the answer (`Records.finish`). A transient failure is
-retried by arq after the policy's delay, never by sleeping in the job.
+request, and records the answer (`Records.finish`). A transient Twilio failure is
+retried by arq after the policy's delay, never by sleeping in the job; a Redis
+blip is ridden out by the worker's Redis client (see `worker/settings.py`).
 """
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -14,17 +14,16 @@ from typing import Any, Literal
 
 import structlog
 from arq import Retry
-from redis.exceptions import RedisError
 
+from service.clock import seconds_since
 from service.config import Settings
-from service.metrics import WorkerMetrics, seconds_since
-from service.records import Action, Outcome, Records, StreamRecord
-from service.retry import RetryPolicy
-from service.twilio import Answer, Kind, TwilioClient
+from service.record import StreamRecord
+from service.store import Action, Outcome, Records
+from worker.metrics import WorkerMetrics
+from worker.retry import RetryPolicy
+from worker.twilio import Answer, Kind, TwilioClient
 
 log = structlog.get_logger("callstreams.worker")
-# How long a job keeps trying to store Twilio's answer while Redis is unreachable.
-PERSIST_WITHIN = 8.0
 
 # What each Twilio answer means for the record, per request.
 CREATE: dict[Kind, Outcome] = {
@@ -51,23 +50,6 @@ class Deps:
     lease: timedelta
 
 
-async def _finish(deps: Deps, call_sid: str, name: str, outcome: Outcome, **patch: object) -> None:
-    """Store Twilio's answer, riding out a Redis blip: the answer cannot be asked again."""
-    deadline = time.monotonic() + PERSIST_WITHIN
-    delay = 0.05
-    while True:
-        try:
-            await deps.records.finish(call_sid, name, outcome, **patch)
-            return
-        except (RedisError, OSError) as error:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("storing the answer failed, retrying", call_sid=call_sid, stream=name,
-                        error=type(error).__name__)  # fmt: skip
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
-
-
 async def _request(deps: Deps, operation: str, call: Awaitable[Answer]) -> Answer:
     started = time.perf_counter()
     answer = await call
@@ -85,7 +67,7 @@ async def _conclude(
     outcome: Outcome = meaning.get(answer.kind, "failed")
     if answer.kind == "transient":
         if not deps.policy.exhausted(record["attempts"], record["created_at"]):
-            await _finish(deps, call_sid, name, "retry", error=answer.error)
+            await deps.records.finish(call_sid, name, "retry", error=answer.error)
             delay = deps.policy.delay(record["attempts"], answer.retry_after)
             log.info("retrying", call_sid=call_sid, stream=name, delay=round(delay, 3))
             deps.metrics.retries.labels(operation).inc()
@@ -93,8 +75,8 @@ async def _conclude(
         outcome = "failed"
     body = answer.body
     error = None if outcome in ("created", "stopped") else answer.error
-    await _finish(
-        deps, call_sid, name, outcome, sid=body.get("sid"), date_updated=body.get("date_updated"),
+    await deps.records.finish(
+        call_sid, name, outcome, sid=body.get("sid"), date_updated=body.get("date_updated"),
         uri=body.get("uri"), error=error,
     )  # fmt: skip
     code = str(error["code"]) if error and error["code"] is not None else ""

@@ -9,7 +9,7 @@ from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from service.metrics import WorkerMetrics
+from worker.metrics import WorkerMetrics
 
 QUEUE_DEPTH_INTERVAL_S = 5.0
 

@@ -1,10 +1,6 @@
 """arq wiring: the worker's settings, built from our Settings, owning its clients."""
 
-import asyncio
-import contextlib
-import signal
 import socket
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
@@ -19,20 +15,27 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import jobs as job_names
-from service import redis_url
-from service.catalog import load_catalog
-from service.config import ConfigError, Settings
-from service.metrics import WorkerMetrics
-from service.records import Records
-from service.retry import RetryPolicy
-from service.twilio import SLOT_WAIT, TwilioClient, http_clients
-from worker.jobs import PERSIST_WITHIN, Deps, start_stream, stop_stream
+from service import queue, redis_url
+from service.catalog import Catalog, load_catalog
+from service.config import Settings
+from service.reload import reload_on_sighup
+from service.store import Records
+from worker.jobs import Deps, start_stream, stop_stream
+from worker.metrics import WorkerMetrics
 from worker.observe import observed
+from worker.retry import RetryPolicy
+from worker.twilio import SLOT_WAIT, TwilioClient, http_clients
 from worker.wakeup import WakingWorker
 
 log = structlog.get_logger("callstreams.worker")
 HEALTH_INTERVAL_S = 5
+# The worker's Redis client rides out a blip by itself: a command that finds Redis
+# unreachable is tried again with backoff for PERSIST_WITHIN seconds in all. That is
+# the one retry of the worker's Redis commands; it matters most when storing
+# Twilio's answer, which cannot be asked again.
+REDIS_BACKOFF = ExponentialBackoff(cap=1.0, base=0.05)
+REDIS_RETRIES = 10
+PERSIST_WITHIN = sum(REDIS_BACKOFF.compute(n) for n in range(1, REDIS_RETRIES + 1))
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
@@ -47,28 +50,11 @@ def redis_settings(settings: Settings) -> RedisSettings:
             ssl=target.tls,
         )  # fmt: skip
     redis.conn_retries = 60  # wait up to a minute for Redis at start
-    redis.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 5)
+    redis.retry = Retry(REDIS_BACKOFF, REDIS_RETRIES)
     redis.retry_on_error = [RedisConnectionError, RedisTimeoutError]
     for option, value in redis_url.tls_options(settings.redis_url).items():
         setattr(redis, option, value)
     return redis
-
-
-def _reload_accounts(settings: Settings, twilio: TwilioClient) -> None:
-    """SIGHUP: take the configuration file's accounts, or keep the running ones."""
-    try:
-        catalog = load_catalog(settings)
-    except ConfigError as error:
-        log.error("reload failed, keeping the running configuration", error=str(error))
-        return
-    twilio.use_accounts(catalog.accounts)
-    log.info("configuration reloaded", accounts=len(catalog.accounts))
-
-
-def _on_sighup(handler: Callable[[], None]) -> None:
-    # Outside the main thread (an in-process test) there is no signal to handle.
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
 
 
 def health_key(settings: Settings) -> str:
@@ -102,7 +88,11 @@ def worker_settings(
             observed(ctx["redis"], settings.queue_name, metrics, settings.worker_metrics_port)
         )
         twilio = TwilioClient(clients, catalog.accounts, settings.account_concurrency)
-        _on_sighup(lambda: _reload_accounts(settings, twilio))
+
+        def use(reloaded: Catalog) -> None:  # workers need only the accounts
+            twilio.use_accounts(reloaded.accounts)
+
+        stack.enter_context(reload_on_sighup(settings, use))
         ctx["deps"] = Deps(
             settings=settings,
             records=Records(
@@ -129,15 +119,15 @@ def worker_settings(
 
     return {
         "functions": [
-            func(start_stream, name=job_names.START),
-            func(stop_stream, name=job_names.STOP),
+            func(start_stream, name=queue.START),
+            func(stop_stream, name=queue.STOP),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": redis_settings(settings),
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
-        "job_serializer": job_names.dumps,
-        "job_deserializer": job_names.loads,
+        "job_serializer": queue.dumps,
+        "job_deserializer": queue.loads,
         "keep_result": 0,
         # Attempts are capped by the retry policy from the record, not by arq.
         "max_tries": 10_000,

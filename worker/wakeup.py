@@ -14,28 +14,12 @@ from typing import Any
 
 import structlog
 from arq.connections import create_pool
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from service import queue
+
 log = structlog.get_logger("callstreams.worker")
-
-
-# What arq's start_jobs checks with WATCH/MULTI, as one atomic step: the job is due
-# and not running anywhere, so mark it running. KEYS: in-progress key, queue.
-# ARGV: job id, now (ms), in-progress lock (ms). Returns the job's score, or nil.
-TAKE_JOB = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local score = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return false end
-redis.call('PSETEX', KEYS[1], ARGV[3], '1')
-return score
-"""
-
-
-def wake_channel(queue_name: str) -> str:
-    return f"{queue_name}:wake"
 
 
 class Wakeup:
@@ -84,7 +68,9 @@ class WakingWorker(Worker):
                 expires_extra_ms=self.expires_extra_ms,
             )
         self.ctx["redis"] = self.pool
-        self._take = self.pool.register_script(TAKE_JOB)
+        self._taker = queue.Taker(
+            self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000)
+        )
         if self.on_startup:
             await self.on_startup(self.ctx)
         wakeup = self._wakeup
@@ -122,15 +108,12 @@ class WakingWorker(Worker):
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
                 return
-            score = await self._take(
-                keys=[in_progress_key_prefix + job_id, self.queue_name],
-                args=[job_id, timestamp_ms(), int(self.in_progress_timeout_s * 1000)],
-            )
+            score = await self._taker.take(job_id)
             if score is None:  # running elsewhere, finished, or deferred meanwhile
                 self.sem.release()
                 continue
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, int(score)))
+            task = self.loop.create_task(self.run_job(job_id, score))
             task.add_done_callback(self._job_done)
             self.tasks[job_id] = task
 
@@ -149,7 +132,7 @@ class WakingWorker(Worker):
 
     async def _listen(self, wakeup: Wakeup) -> None:
         """Announce every enqueued job id; resubscribe after Redis comes back."""
-        channel = wake_channel(self.queue_name)
+        channel = queue.wake_channel(self.queue_name)
         while True:
             pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
             try:

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from service.emulator.faults import FaultError, parse_fault
 from service.emulator.runtime import Emulator
-from service.emulator.state import CALL_STATUSES, TERMINAL, Call, new_call
+from service.emulator.world import CALL_STATUSES, TERMINAL, Call, new_call
 
 
 def _error(status: int, message: str) -> JSONResponse:

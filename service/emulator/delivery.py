@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
-from service.signature import compute_signature
+from service.emulator.signing import twilio_signature
 
 MAX_RETRIES = 5
 # Webhooks in flight at once. httpx's pool looks at every waiting request for each
@@ -84,7 +84,7 @@ class Deliverer:
     ) -> list[dict[str, Any]]:
         """Every attempt's outcome: `status` (None when no answer) and `attempt` from 1."""
         overrides = parse_overrides(url)
-        signature = compute_signature(overrides.url, params.items(), self.tokens[account_sid])
+        signature = twilio_signature(overrides.url, params, self.tokens[account_sid])
         headers = {
             "X-Twilio-Signature": signature,
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),

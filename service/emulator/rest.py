@@ -22,8 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from service.emulator.faults import Fault
 from service.emulator.runtime import Emulator
-from service.emulator.state import MAX_TRACKS, TRACK_WEIGHT, Call, Stream
-from service.sids import new_sid
+from service.emulator.world import MAX_TRACKS, TRACK_WEIGHT, Call, Stream, new_sid
 
 PREFIX = "/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}/Streams"
 MAX_PARAMETERS = 99

@@ -9,7 +9,7 @@ import httpx
 
 from service.emulator.delivery import Deliverer
 from service.emulator.faults import Fault, Faults
-from service.emulator.state import TERMINAL, Call, Stats, Stream, iso_now, rfc2822_now
+from service.emulator.world import TERMINAL, Call, Stats, Stream, iso_now, rfc2822_now
 
 
 @dataclass

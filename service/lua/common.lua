@@ -27,11 +27,12 @@ end
 
 -- The same writes as arq's enqueue_job, done here so that a record and its job
 -- are created in one atomic step: no crash can leave one without the other.
-local function enqueue(queue, job_id, payload, score, expires_ms)
-  local job_key = 'arq:job:' .. job_id
-  if redis.call('EXISTS', job_key) == 0 then
-    redis.call('SET', job_key, payload, 'PX', expires_ms)
-    redis.call('ZADD', queue, score, job_id)
-    redis.call('PUBLISH', queue .. ':wake', job_id)
+-- `job` is the job key (a KEYS entry of the calling script) and `spec` the job's
+-- id, payload, score and expiry, as `service/queue.py` builds them.
+local function enqueue(job, queue, channel, id, payload, score, expires_ms)
+  if redis.call('EXISTS', job) == 0 then
+    redis.call('SET', job, payload, 'PX', expires_ms)
+    redis.call('ZADD', queue, score, id)
+    redis.call('PUBLISH', channel, id)
   end
 end

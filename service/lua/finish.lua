@@ -1,7 +1,7 @@
 -- A worker records what Twilio answered and releases its lease. A create that
 -- finds a stop asked meanwhile enqueues the stop job in the same step.
--- KEYS: call hash, queue. ARGV: name, outcome, patch JSON, now_iso, then the
--- stop job's id, payload, score, expires_ms.
+-- KEYS: call hash, queue, the stop job's key. ARGV: name, outcome, patch JSON,
+-- now_iso, wake channel, then the stop job's id, payload, score, expires_ms.
 -- outcome: created, stopped, skipped, failed or retry.
 local rec = load(ARGV[1])
 if rec == nil then return false end
@@ -17,7 +17,7 @@ if outcome == 'created' then
   if redis.call('HEXISTS', call_key, '@ended') == 1 and RANK[rec.status] < 2 then
     rec.status = 'stopped'
   elseif rec.desired == 'stopped' and rec.status == 'in-progress' then
-    enqueue(KEYS[2], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+    enqueue(KEYS[3], KEYS[2], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9])
   end
 elseif outcome ~= 'retry' and rank < 2 then
   rec.status = outcome

@@ -1,6 +1,7 @@
 -- Operator stop. A start not yet made is skipped here; a start in flight is
 -- left to its job, which sees `desired` when it finishes; a live stream gets a
--- stop job. KEYS: call hash, queue. ARGV: name, now_iso, now_ms, job id, payload, score, expires_ms.
+-- stop job. KEYS: call hash, queue, the stop job's key. ARGV: name, now_iso, now_ms,
+-- wake channel, then the stop job's id, payload, score, expires_ms.
 local rec = load(ARGV[1])
 if rec == nil then return false end
 local now_iso, now_ms = ARGV[2], tonumber(ARGV[3])
@@ -9,6 +10,6 @@ if rec.status == 'pending' and rec.attempts == 0 and not leased(rec, now_ms) the
   rec.status = 'skipped'
   rec.error = note('stopped by an operator before the stream was started')
 elseif rec.status == 'in-progress' then
-  enqueue(KEYS[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  enqueue(KEYS[3], KEYS[2], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 end
 return save(rec, now_iso)

@@ -45,12 +45,12 @@ import httpx
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service.cli.dev import free_port
 from service.config import Settings
-from service.dev import free_port
+from service.queue import wake_channel
 from tests.bench import load
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, STREAM_URL, call_sid
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, STREAM_URL, call_sid
 from tests.processes import wait_http
-from worker.wakeup import wake_channel
 
 QUEUE = str(Settings.model_fields["queue_name"].default)
 RECORD_KEYS = "callstreams:call:*"

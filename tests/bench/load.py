@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
-from tests.conftest import answered, signed
+from tests.helpers import answered, signed
 
 PATH = "/twilio/call-status"
 T = TypeVar("T")

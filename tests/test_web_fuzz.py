@@ -14,9 +14,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from redis import Redis
 
-from service.app import create_app
 from service.config import Settings
-from tests.conftest import ACCOUNT_SID, API_TOKEN, answered, call_sid, signed
+from service.web.app import create_app
+from tests.helpers import ACCOUNT_SID, API_TOKEN, answered, call_sid, signed
 
 FIELDS = ["AccountSid", "CallSid", "CallStatus", "StreamSid", "StreamEvent", "StreamName", "From"]
 SIDS = st.one_of(

@@ -18,10 +18,10 @@ import httpx
 import pytest
 import uvicorn
 
-from service.app import create_app
+from service.cli.dev import free_port
 from service.config import Settings
-from service.dev import free_port
-from tests.conftest import API_TOKEN, answered, call_sid, signed
+from service.web.app import create_app
+from tests.helpers import API_TOKEN, answered, call_sid, signed
 
 CALL = call_sid(7)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,7 +15,6 @@ Exit codes: 0 done, 1 the API refused or failed (its message on stderr),
 import argparse
 import io
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,9 +23,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from service import sids
+from service.config import DEFAULT_API_URL, ConfigError, load_client_settings
+from service.twilio_terms import DEFAULT_TRACK, TRACKS
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
-TRACKS = ("inbound_track", "outbound_track", "both_tracks")
 EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 COLUMNS = ("NAME", "STATUS", "DESIRED", "SID", "ATTEMPTS", "ERROR")
 
@@ -117,7 +116,7 @@ def add_parser(
     source.add_argument("--profile", help="a configured stream profile")
     source.add_argument("--url", help="inline profile: the wss:// URL to stream to")
     start.add_argument("--name", help="the stream's name (required with --url)")
-    start.add_argument("--track", choices=TRACKS, help="inline profile (default inbound_track)")
+    start.add_argument("--track", choices=TRACKS, help=f"inline profile (default {DEFAULT_TRACK})")
     start.add_argument(
         "--param", dest="parameters", type=_parameter, action="append", default=[],
         metavar="KEY=VALUE", help="inline profile: a custom parameter, repeatable; "
@@ -283,26 +282,22 @@ def _shown(url: str) -> str:
     return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _api_url(args: argparse.Namespace) -> str | None:
-    url: str = args.api_url or os.environ.get("CALLSTREAMS_API_URL") or DEFAULT_API_URL
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
-        return None
-    return url.strip().rstrip("/")
-
-
 def run(args: argparse.Namespace) -> int:
     """The `streams` commands: one HTTP request, its answer printed, an exit code."""
     prefix = f"callstreams streams {args.streams_command}"
     for stream in (sys.stdout, sys.stderr):  # a server's text never fails on a narrow locale
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
-    api_url = _api_url(args)
-    if api_url is None:
-        print(f"{prefix}: --api-url / CALLSTREAMS_API_URL must be an http(s):// URL",
-              file=sys.stderr)  # fmt: skip
+    try:
+        client = load_client_settings(
+            CALLSTREAMS_API_URL=args.api_url, CALLSTREAMS_API_TOKEN=args.token
+        )
+    except ConfigError as error:
+        message = str(error).replace("CALLSTREAMS_API_URL", "--api-url / CALLSTREAMS_API_URL")
+        print(f"{prefix}: {message}", file=sys.stderr)
         return EXIT_USAGE
-    token: str = (args.token or os.environ.get("CALLSTREAMS_API_TOKEN") or "").strip()
+    api_url = client.api_url
+    token = client.api_token.get_secret_value().strip() if client.api_token else ""
     if not token:
         print(f"{prefix}: no API token: set CALLSTREAMS_API_TOKEN or pass --token",
               file=sys.stderr)  # fmt: skip

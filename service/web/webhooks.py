@@ -15,16 +15,22 @@ from starlette.types import Receive, Scope, Send
 from structlog.contextvars import bind_contextvars
 
 from service import sids, signature
-from service.errors import ApiError
-from service.records import StreamRecord, new_record, now_iso
-from service.state import AppState
+from service.clock import now_iso
+from service.record import StreamRecord, record_for
+from service.restarts import restart_for
+from service.twilio_terms import (
+    ANSWERED,
+    CALL_STATUS_PATH,
+    RINGING,
+    STREAM_EVENTS,
+    STREAM_STATUS_PATH,
+    TERMINAL,
+)
+from service.web.errors import ApiError
+from service.web.state import AppState, app_state
 
 log = structlog.get_logger("callstreams.webhooks")
 
-ANSWERED = "in-progress"
-TERMINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
-OTHER = frozenset({"queued", "initiated", "ringing"})
-STREAM_EVENTS = frozenset({"stream-started", "stream-stopped", "stream-error"})
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -74,7 +80,7 @@ def require(fields: Mapping[str, str], name: str, valid: bool | None = None) -> 
 
 
 async def _verified_fields(request: Request) -> tuple[AppState, dict[str, str]]:
-    state: AppState = request.app.state.callstreams
+    state = app_state(request)
     form = await read_form(request, state.settings.max_body)
     fields: dict[str, str] = {}
     for key, value in form:
@@ -100,27 +106,18 @@ async def call_status(request: Request) -> None:
     if status == ANSWERED:
         answered_at = now_iso()
         records = [
-            new_record(
-                call_sid=call_sid,
-                account_sid=fields["AccountSid"],
-                name=profile.name,
-                url=profile.url,
-                track=profile.track,
-                parameters=profile.render(fields),
-                profile=profile.name,
-                answered_at=answered_at,
-            )
+            record_for(profile, fields, answered_at=answered_at)
             for profile in state.catalog.profiles
             if profile.matches(fields)
         ]
         claims = await state.records.claim(call_sid, records) if records else []
         for outcome, record in claims:
             state.metrics.claims.labels(record["profile"] or "", outcome).inc()
-        # Logged once, with the request (service.access): which streams, and what came of each.
+        # Logged once, with the request (service.web.access): which streams, what came of each.
         bind_contextvars(streams={record["name"]: outcome for outcome, record in claims})
     elif status in TERMINAL:
         await state.records.call_ended(call_sid, status)
-    elif status not in OTHER:
+    elif status not in RINGING:
         raise ApiError(400, "invalid field", "CallStatus")
     state.metrics.webhooks.labels("call-status", status).inc()
 
@@ -150,37 +147,16 @@ async def stream_status(request: Request) -> None:
 
 
 async def restart(state: AppState, failed: StreamRecord) -> None:
-    """Start a failed stream again under its profile's restart policy, on a live call.
-
-    The new stream is named after the first of its chain (`transcription-r1`,
-    `-r2`, …) because Twilio keeps names unique per call; a repeated delivery of
-    the same error finds that name taken and starts nothing more.
-    """
-    profile = state.catalog.profile(failed["profile"] or "")
-    if profile is None or profile.restart is None:
+    """Start a failed stream again if its profile's restart policy says so."""
+    record, after, exhausted = restart_for(failed, state.catalog.profile(failed["profile"] or ""))
+    if exhausted:
+        log.warning("restart limit reached", call_sid=failed["call_sid"],
+                    stream=failed["restart_of"] or failed["name"])  # fmt: skip
+    if record is None:
         return
-    if failed["status"] != "failed" or failed["desired"] != "started":
-        return  # stopped by an operator, or the error came after a stop
-    number = failed["restart"] + 1
-    root = failed["restart_of"] or failed["name"]
-    if number > profile.restart.max:
-        log.warning("restart limit reached", call_sid=failed["call_sid"], stream=root)
-        return
-    record = new_record(
-        call_sid=failed["call_sid"],
-        account_sid=failed["account_sid"],
-        name=f"{root}-r{number}",
-        url=failed["url"],
-        track=failed["track"],
-        parameters=failed["parameters"],
-        profile=failed["profile"],
-        answered_at=failed["answered_at"],
-        restart_of=root,
-        restart=number,
-    )
-    claimed = await state.records.restart(failed["call_sid"], record, profile.restart.backoff)
+    claimed = await state.records.restart(failed["call_sid"], record, after)
     if claimed is not None:
-        state.metrics.claims.labels(profile.name, "restart").inc()
+        state.metrics.claims.labels(record["profile"] or "", "restart").inc()
         log.info("restarting", call_sid=failed["call_sid"], stream=claimed["name"])
 
 
@@ -200,6 +176,6 @@ class Webhook:
 
 
 routes = [
-    Route("/twilio/call-status", Webhook(call_status), methods=["POST"]),
-    Route("/twilio/stream-status", Webhook(stream_status), methods=["POST"]),
+    Route(CALL_STATUS_PATH, Webhook(call_status), methods=["POST"]),
+    Route(STREAM_STATUS_PATH, Webhook(stream_status), methods=["POST"]),
 ]

@@ -7,12 +7,17 @@ a 503 so that Twilio's retry delivers the webhook again.
 from typing import Any
 
 import structlog
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.types import ExceptionHandler
+
+from service.record import StreamRecord
+from service.store import StoreUnavailable
+from service.web.schemas import Error
+
+_ERROR = TypeAdapter(Error)
 
 log = structlog.get_logger("callstreams.web")
 
@@ -31,9 +36,16 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail, **extra}, status, headers=headers)
+    status: int,
+    error: str,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+    record: StreamRecord | None = None,
+) -> Response:
+    body = Error(error=error, detail=detail)
+    if record is not None:
+        body["record"] = record
+    return Response(_ERROR.dump_json(body), status, headers, media_type="application/json")
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -48,7 +60,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:
-    log.warning("redis unavailable", path=request.url.path, error=type(exc).__name__)
+    log.warning("redis unavailable", path=request.url.path, error=str(exc))
     return error_response(503, "redis unavailable", "try again shortly", {"Retry-After": "1"})
 
 
@@ -60,8 +72,6 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 HANDLERS: dict[Any, ExceptionHandler] = {
     ApiError: _api_error,
     HTTPException: _http_error,
-    RedisConnectionError: _redis_down,
-    RedisTimeoutError: _redis_down,
-    TimeoutError: _redis_down,  # Records' deadline
+    StoreUnavailable: _redis_down,
     Exception: _unexpected,
 }

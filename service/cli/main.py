@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from service import logs, operator_cli
-from service.config import ConfigError, Settings, load_settings
-from service.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, run_dev, simulate_call
+from service import logs, sids
+from service.cli import operator
+from service.cli.dev import run_dev
+from service.cli.simulate import simulate_call
+from service.config import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from service.emulator.faults import Fault
@@ -25,8 +27,8 @@ def _settings(**overrides: object) -> Settings:
 def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.app import create_app
     from service.catalog import load_catalog
+    from service.web.app import create_app
 
     settings = _settings(HOST=args.host, PORT=args.port)
     catalog = load_catalog(settings)  # fail here, in one line, not in each uvicorn worker
@@ -36,7 +38,7 @@ def _web(args: argparse.Namespace) -> int:
         log_config=None, access_log=False, timeout_graceful_shutdown=20,
     )  # fmt: skip
     if args.workers > 1:
-        run("service.cli:web_app", factory=True, workers=args.workers)
+        run("service.cli.main:web_app", factory=True, workers=args.workers)
     else:
         app = create_app(settings, catalog)
         _settle_heap()
@@ -46,7 +48,7 @@ def _web(args: argparse.Namespace) -> int:
 
 def web_app() -> object:
     """The app factory uvicorn calls in each of several worker processes."""
-    from service.app import create_app
+    from service.web.app import create_app
 
     app = create_app(_settings())
     _settle_heap()
@@ -103,7 +105,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _account(value: str) -> str:
     sid, sep, token = value.partition(":")
-    if not sep or not sid.startswith("AC") or not token:
+    if not sep or not sids.is_account_sid(sid) or not token:
         raise argparse.ArgumentTypeError("expected ACCOUNT_SID:AUTH_TOKEN")
     return value
 
@@ -171,7 +173,7 @@ def parser() -> argparse.ArgumentParser:
     simulate.add_argument("--account", default=DEV_ACCOUNT_SID)
     simulate.set_defaults(run=_simulate)
 
-    operator_cli.add_parser(commands)
+    operator.add_parser(commands)
     return root
 
 

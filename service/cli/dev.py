@@ -1,6 +1,6 @@
-"""`callstreams dev` and `callstreams simulate-call`: the whole path on one machine.
+"""`callstreams dev`: the whole path on one machine.
 
-dev runs Redis (the configured one if it answers, else a private one), the
+It runs Redis (the configured one if it answers, else a private one), the
 emulator, web and worker as child processes, and stops them all on Ctrl-C.
 """
 
@@ -20,10 +20,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-DEV_ACCOUNT_SID = "AC" + "0" * 31 + "1"
-DEV_AUTH_TOKEN = "dev-auth-token"  # noqa: S105 - the emulator's local account, not a secret
-DEV_API_TOKEN = "dev-operator-token"  # noqa: S105 - printed for the user on purpose
-DEV_STREAM_URL = "wss://streams.example.com/audio"
+from service.cli.simulate import simulate_call
+from service.config import DEV_STREAM_URL, load_dev_settings
 
 
 def free_port() -> int:
@@ -106,17 +104,24 @@ def run_dev(*, port: int, emulator_port: int, simulate: bool) -> int:
     port = port if port_free(port) else free_port()
     emulator_port = emulator_port if port_free(emulator_port) else free_port()
     web_url, emulator_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{emulator_port}"
-    env = dict(os.environ)
-    env.setdefault("CALLSTREAMS_LOG_FORMAT", "console")
-    account = env.setdefault("TWILIO_ACCOUNT_SID", DEV_ACCOUNT_SID)
-    token = env.setdefault("TWILIO_AUTH_TOKEN", DEV_AUTH_TOKEN)
-    api_token = env.setdefault("CALLSTREAMS_API_TOKEN", DEV_API_TOKEN)
-    env["TWILIO_API_BASE_URL"] = emulator_url
-    env["PUBLIC_BASE_URL"] = web_url
-    if "CALLSTREAMS_CONFIG" not in env:
-        env.setdefault("STREAM_URL", DEV_STREAM_URL)
+    dev = load_dev_settings()
+    account = dev.account_sid
+    token = dev.auth_token.get_secret_value()
+    api_token = dev.api_token.get_secret_value()
+    # The children inherit this environment, with dev's choices on top.
+    env = {
+        **os.environ,
+        "CALLSTREAMS_LOG_FORMAT": dev.log_format,
+        "TWILIO_ACCOUNT_SID": account,
+        "TWILIO_AUTH_TOKEN": token,
+        "CALLSTREAMS_API_TOKEN": api_token,
+        "TWILIO_API_BASE_URL": emulator_url,
+        "PUBLIC_BASE_URL": web_url,
+    }
+    if dev.config_file is None and dev.stream_url is None:
+        env["STREAM_URL"] = DEV_STREAM_URL
     with ExitStack() as stack:
-        redis_url = env.get("REDIS_URL", "redis://localhost:6379/0")
+        redis_url = dev.redis_url
         if not redis_answers(redis_url):
             redis_url = stack.enter_context(private_redis())
             print(f"started a private redis-server at {redis_url}")
@@ -150,56 +155,3 @@ def run_dev(*, port: int, emulator_port: int, simulate: bool) -> int:
             return 0
         print("callstreams dev: a process exited; stopping the others", file=sys.stderr)
         return 1
-
-
-async def _until(
-    client: httpx.AsyncClient, url: str, done: Any, within: float = 15.0
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + within
-    while True:
-        streams: list[dict[str, Any]] = (await client.get(url)).json()["streams"]
-        if streams and all(done(s) for s in streams):
-            return streams
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"streams did not settle: {streams}")
-        await asyncio.sleep(0.05)
-
-
-def _show(title: str, streams: list[dict[str, Any]]) -> None:
-    print(title)
-    for s in streams:
-        print(f"  {s['name']}: {s['status']} sid={s['sid']} attempts={s['attempts']}")
-
-
-async def simulate_call(emulator: str, web: str, token: str, account: str) -> int:
-    """Answer a call at the emulator, watch its streams start, stop them by name."""
-    headers = {"Authorization": f"Bearer {token}"}
-    async with (
-        httpx.AsyncClient(base_url=emulator, timeout=10) as twilio,
-        httpx.AsyncClient(base_url=web, headers=headers, timeout=10) as api,
-    ):
-        call = (
-            await twilio.post(
-                "/_emulator/calls",
-                json={"account_sid": account, "status_callback": f"{web}/twilio/call-status"},
-            )
-        ).json()
-        sid = call["sid"]
-        print(f"call {sid} created at the emulator; answering it")
-        answered = (await twilio.post(f"/_emulator/calls/{sid}/answer")).json()
-        print("answered webhook delivered:", [d["status"] for d in answered["deliveries"]])
-        url = f"/v1/calls/{sid}/streams"
-        try:
-            streams = await _until(api, url, lambda s: s["status"] != "pending")
-            _show("streams started:", streams)
-            for stream in streams:
-                response = await api.post(f"{url}/{stream['name']}/stop")
-                print(f"stop {stream['name']}: HTTP {response.status_code}")
-            streams = await _until(api, url, lambda s: s["status"] in ("stopped", "failed"))
-            _show("streams after stop:", streams)
-        except TimeoutError as error:
-            print(f"simulate-call: {error}", file=sys.stderr)
-            return 1
-        await twilio.post(f"/_emulator/calls/{sid}/complete")
-        print(f"call {sid} completed")
-        return 0 if all(s["status"] == "stopped" for s in streams) else 1

@@ -8,97 +8,43 @@ change that needs it. See the README's Guarantees section for the reasoning.
 import asyncio
 import functools
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from importlib.resources import files
-from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar, cast
+from datetime import timedelta
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service import jobs
+from service import queue as queue_wire
+from service.clock import now_iso, now_ms
+from service.record import RECORD, StreamRecord
+from service.scripts import script
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-Status = Literal["pending", "in-progress", "stopped", "failed", "skipped"]
+CALL_KEY = "callstreams:call:"  # + CallSid: the call's hash, one field per stream name
+ACCOUNT_KEY = "callstreams:account:"  # + AccountSid + ":calls": the account's calls by time
 Outcome = Literal["created", "stopped", "skipped", "failed", "retry"]
 Action = Literal["create", "stop", "done", "busy", "gone"]
 # A live call's records are kept at least this long even if its end is never reported.
 LIVE_GRACE = timedelta(days=1)
 
 
-class TwilioError(TypedDict):
-    code: int | None
-    message: str
-    more_info: str | None
+# What a store operation raises when Redis cannot answer: not reachable, too slow, or
+# unable to write (out of memory, a replica after a failover).
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadOnlyError, OSError)
 
 
-class StreamRecord(TypedDict):
-    call_sid: str
-    account_sid: str
-    name: str
-    sid: str | None
-    status: Status
-    desired: Literal["started", "stopped"]
-    track: str
-    url: str
-    profile: str | None
-    parameters: dict[str, str]
-    date_updated: str | None
-    uri: str | None
-    error: TwilioError | None
-    attempts: int
-    created_at: str
-    updated_at: str
-    answered_at: str | None
-    started_at: str | None
-    restart_of: str | None  # the first stream of a restart chain, for a restarted one
-    restart: int  # 0 for a first start, n for the n-th restart
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def new_record(
-    *,
-    call_sid: str,
-    account_sid: str,
-    name: str,
-    url: str,
-    track: str,
-    parameters: dict[str, str],
-    profile: str | None,
-    answered_at: str | None,
-    restart_of: str | None = None,
-    restart: int = 0,
-) -> StreamRecord:
-    """A pending record, as a claim creates it."""
-    stamp = now_iso()
-    return StreamRecord(
-        call_sid=call_sid, account_sid=account_sid, name=name, sid=None, status="pending",
-        desired="started", track=track, url=url, profile=profile, parameters=parameters,
-        date_updated=None, uri=None, error=None, attempts=0, created_at=stamp,
-        updated_at=stamp, answered_at=answered_at, started_at=None, restart_of=restart_of,
-        restart=restart,
-    )  # fmt: skip
-
-
-_FIELDS = tuple(StreamRecord.__annotations__)
+class StoreUnavailable(Exception):
+    """Redis did not answer in time or refused to write: nothing was stored."""
 
 
 def _decode(raw: bytes | str) -> StreamRecord:
     """A record in the documented field order, without the worker's lease."""
-    data = json.loads(raw)
-    if data.get("parameters") == []:  # Lua's cjson cannot tell {} from []
-        data["parameters"] = {}
-    return cast(StreamRecord, {field: data.get(field) for field in _FIELDS})
+    return RECORD.validate_json(raw)
 
 
 def _sorted(fields: dict[bytes, bytes]) -> list[StreamRecord]:
@@ -109,22 +55,25 @@ def _sorted(fields: dict[bytes, bytes]) -> list[StreamRecord]:
     )
 
 
-def _script(redis: Redis, name: str) -> AsyncScript:
-    lua = files("service") / "lua"
-    source = (lua / "common.lua").read_text() + (lua / f"{name}.lua").read_text()
-    return redis.register_script(source)
+def _script(redis: Redis, name: str) -> Any:
+    return script(redis, "common", name)
 
 
 def _bounded(
     method: Callable[Concatenate["Records", P], Awaitable[T]],
 ) -> Callable[Concatenate["Records", P], Awaitable[T]]:
-    """Give up on Redis after the records' deadline: one timer per operation, where
-    redis-py's socket timeout would start two per command."""
+    """Give up on Redis after the records' deadline (one timer per operation, where
+    redis-py's socket timeout would start two per command), and say so in one type."""
 
     @functools.wraps(method)
     async def bounded(self: "Records", /, *args: P.args, **kwargs: P.kwargs) -> T:
-        async with asyncio.timeout(self.deadline):
-            return await method(self, *args, **kwargs)
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await method(self, *args, **kwargs)
+        except TimeoutError:
+            raise StoreUnavailable("no answer from Redis within the deadline") from None
+        except _UNAVAILABLE as error:
+            raise StoreUnavailable(type(error).__name__) from error
 
     return bounded
 
@@ -138,6 +87,7 @@ class Records:
         self.redis = redis
         self.deadline = deadline
         self.queue = queue
+        self.channel = queue_wire.wake_channel(queue)
         self.ended_ttl = int(record_ttl.total_seconds())
         self.live_ttl = int((record_ttl + LIVE_GRACE).total_seconds())
         self._claim_script = _script(redis, "claim")
@@ -149,25 +99,30 @@ class Records:
 
     @staticmethod
     def key(call_sid: str) -> str:
-        return f"callstreams:call:{call_sid}"
+        return CALL_KEY + call_sid
 
     @staticmethod
     def account_key(account_sid: str) -> str:
-        return f"callstreams:account:{account_sid}:calls"
+        return f"{ACCOUNT_KEY}{account_sid}:calls"
 
     async def _claim(
         self, call_sid: str, records: Iterable[StreamRecord], defer_ms: int, only_live: bool
     ) -> list[tuple[str, bytes | None]]:
-        argv: list[Any] = [now_iso(), self.live_ttl, self.ended_ttl, 0, int(only_live)]
+        argv: list[Any] = [
+            now_iso(), self.live_ttl, self.ended_ttl, int(only_live), call_sid, self.channel,
+        ]  # fmt: skip
         stamp = now_ms()
         account_sid = ""
+        job_keys = []
         for record in records:
             account_sid = record["account_sid"]
-            argv[3] += 1
-            argv.append(json.dumps(record))
-            start = jobs.job(jobs.START, call_sid, record["name"], now_ms=stamp, defer_ms=defer_ms)
+            argv.append(RECORD.dump_json(record))
+            start = queue_wire.job(
+                queue_wire.START, call_sid, record["name"], at_ms=stamp, defer_ms=defer_ms
+            )
+            job_keys.append(start.key)
             argv.extend(start.argv())
-        keys = [self.key(call_sid), self.queue, self.account_key(account_sid)]
+        keys = [self.key(call_sid), self.queue, self.account_key(account_sid), *job_keys]
         result = await self._claim_script(keys=keys, args=argv)
         return [(result[i].decode(), result[i + 1] or None) for i in range(0, len(result), 2)]
 
@@ -212,16 +167,22 @@ class Records:
         )
         return (_decode(result[0]), result[1] == 1) if result else None
 
+    def _stop_job(self, call_sid: str, name: str) -> tuple[str, list[bytes | str | int]]:
+        """The stop job's key, and the arguments that enqueue it (channel first)."""
+        stop = queue_wire.job(queue_wire.STOP, call_sid, name)
+        return stop.key, [self.channel, *stop.argv()]
+
     @_bounded
     async def request_stop(self, call_sid: str, name: str) -> StreamRecord | None:
         """Ask for a stream to stop; None when there is no such record."""
-        stop = jobs.job(jobs.STOP, call_sid, name)
+        job_key, enqueue = self._stop_job(call_sid, name)
         raw = await self._request_stop(
-            keys=[self.key(call_sid), self.queue],
-            args=[name, now_iso(), now_ms(), *stop.argv()],
+            keys=[self.key(call_sid), self.queue, job_key],
+            args=[name, now_iso(), now_ms(), *enqueue],
         )
         return _decode(raw) if raw else None
 
+    @_bounded
     async def begin(
         self, call_sid: str, name: str, kind: Literal["start", "stop"], lease: timedelta
     ) -> tuple[Action, StreamRecord | None]:
@@ -232,14 +193,15 @@ class Records:
         )
         return cast(Action, action.decode()), _decode(raw) if raw else None
 
+    @_bounded
     async def finish(
-        self, call_sid: str, name: str, outcome: Outcome, **patch: object
+        self, call_sid: str, name: str, outcome: Outcome, /, **patch: object
     ) -> StreamRecord | None:
         """Record Twilio's answer for a record this worker holds the lease on."""
-        stop = jobs.job(jobs.STOP, call_sid, name)
+        job_key, enqueue = self._stop_job(call_sid, name)
         raw = await self._finish(
-            keys=[self.key(call_sid), self.queue],
-            args=[name, outcome, json.dumps(patch), now_iso(), *stop.argv()],
+            keys=[self.key(call_sid), self.queue, job_key],
+            args=[name, outcome, json.dumps(patch), now_iso(), *enqueue],
         )
         return _decode(raw) if raw else None
 
@@ -266,6 +228,7 @@ class Records:
         return _decode(raw) if raw and not name.startswith("@") else None
 
     @_bounded
-    async def list(self, call_sid: str) -> list[StreamRecord]:
+    async def of_call(self, call_sid: str) -> list[StreamRecord]:
+        """The call's records, oldest first."""
         fields = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.key(call_sid)))
         return _sorted(fields)

@@ -7,11 +7,10 @@ that is in progress.
 """
 
 import email.utils
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-
-from service.sids import new_sid
 
 TRACK_WEIGHT = {"inbound_track": 1, "outbound_track": 1, "both_tracks": 2}
 MAX_TRACKS = 4
@@ -20,6 +19,11 @@ CALL_STATUSES = (
     "canceled",
 )  # fmt: skip
 TERMINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def new_sid(prefix: str) -> str:
+    """A SID of Twilio's shape: two letters and 32 lowercase hex digits."""
+    return prefix + uuid.uuid4().hex
 
 
 def rfc2822_now() -> str:

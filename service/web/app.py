@@ -1,12 +1,8 @@
 """The web process: `create_app(settings)` builds the Starlette app."""
 
-import asyncio
-import contextlib
-import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -17,21 +13,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import api, health, redis_url, webhooks
-from service.access import AccessLog
+from service import redis_url
 from service.catalog import Catalog, load_catalog
-from service.config import ConfigError, Settings
-from service.errors import HANDLERS
-from service.metrics import WebMetrics
-from service.records import Records
-from service.state import REDIS_DEADLINE, AppState
-
-log = structlog.get_logger("callstreams.web")
+from service.config import Settings
+from service.reload import reload_on_sighup
+from service.store import Records
+from service.web import api, health, webhooks
+from service.web.access import AccessLog
+from service.web.errors import HANDLERS
+from service.web.metrics import WebMetrics
+from service.web.state import REDIS_DEADLINE, AppState, app_state
 
 
 def redis_client(settings: Settings) -> Redis:
     """A client that fails fast: a webhook answers 503 rather than hang on Redis.
-    Reads are bounded per operation by `Records`' deadline (REDIS_DEADLINE)."""
+    Each operation is bounded by `Records`' deadline (REDIS_DEADLINE), retries included."""
     return redis_url.connect(
         settings.redis_url,
         socket_connect_timeout=REDIS_DEADLINE,
@@ -39,20 +35,9 @@ def redis_client(settings: Settings) -> Redis:
     )
 
 
-def reload(state: AppState) -> bool:
-    """Swap in the configuration file's current profiles and accounts, or keep the old."""
-    try:
-        state.catalog = load_catalog(state.settings)
-    except ConfigError as error:
-        log.error("reload failed, keeping the running configuration", error=str(error))
-        return False
-    log.info("configuration reloaded", profiles=[p.name for p in state.catalog.profiles])
-    return True
-
-
 async def metrics(request: Request) -> Response:
-    state: AppState = request.app.state.callstreams
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    registry = app_state(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
@@ -74,15 +59,10 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
             ),
             metrics=WebMetrics(),
         )
-        loop = asyncio.get_running_loop()
-        # Outside the main thread (an in-process test) there is no signal: call reload().
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, reload, state)
         try:
-            yield
+            with reload_on_sighup(settings, state.use):
+                yield
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGHUP)
             await redis.aclose()
 
     routes = [*webhooks.routes, *api.routes, *health.routes, Route("/metrics", metrics)]

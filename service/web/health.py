@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.errors import error_response
-from service.state import REDIS_DEADLINE, AppState
+from service.web.errors import error_response
+from service.web.state import REDIS_DEADLINE, app_state
 
 
 async def healthz(request: Request) -> Response:
@@ -16,7 +16,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    state: AppState = request.app.state.callstreams
+    state = app_state(request)
     try:
         async with asyncio.timeout(REDIS_DEADLINE):
             await state.redis.ping()

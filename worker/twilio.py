@@ -1,7 +1,7 @@
 """Twilio's Streams REST API: create and stop, and what an answer means.
 
 The client never retries by itself: a create is not idempotent, so whether and
-when to try again is decided by the job from the record (see `retry.py`).
+when to try again is decided by the job from the record (see `worker/retry.py`).
 """
 
 import asyncio
@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from service.accounts import Account
-from service.records import TwilioError
+from service.record import TwilioError
 
 Kind = Literal["ok", "transient", "exists", "not-in-progress", "not-found", "permanent"]
 
