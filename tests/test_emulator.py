@@ -23,7 +23,7 @@ from starlette.routing import Route
 from service.cli.dev import free_port
 from service.emulator import EmulatorConfig, create_emulator_app
 from service.emulator.delivery import parse_overrides
-from service.emulator.faults import FaultError, parse_fault, parse_flag
+from service.emulator.faults import FaultError, parse_drop_flag, parse_fault, parse_flag
 from service.signature import is_valid
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, lifespan_client
 from tests.processes import wait_http
@@ -50,12 +50,26 @@ def _nullable(schema: Any) -> Any:
 
 
 STREAM_SCHEMA = _nullable(SPEC["components"]["schemas"]["api.v2010.account.call.stream"])
+CALL_SCHEMA = _nullable(SPEC["components"]["schemas"]["api.v2010.account.call"])
+FETCH_CALL = SPEC["paths"]["/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json"]["get"]
 
 
 def assert_stream_resource(body: dict[str, Any]) -> None:
     jsonschema.validate(body, STREAM_SCHEMA)
     assert set(body) == set(STREAM_SCHEMA["properties"])
     assert parsedate_to_datetime(body["date_updated"]).utcoffset() is not None
+
+
+def assert_call_resource(body: dict[str, Any]) -> None:
+    """The body is what the spec's FetchCall answers: every property, Twilio's formats."""
+    jsonschema.validate(body, CALL_SCHEMA)
+    assert set(body) == set(CALL_SCHEMA["properties"])
+    for key in ("date_created", "date_updated", "start_time", "end_time"):
+        if body[key] is not None:
+            assert parsedate_to_datetime(body[key]).utcoffset() is not None, key  # RFC 2822
+    example = FETCH_CALL["responses"]["200"]["content"]["application/json"]["examples"]["fetch"]
+    assert set(body["subresource_uris"]) == set(example["value"]["subresource_uris"])
+    assert body["subresource_uris"]["streams"] == body["uri"].replace(".json", "/Streams.json")
 
 
 class Receiver:
@@ -385,3 +399,319 @@ def test_a_reset_after_create_leaves_the_stream_behind(emulator_process: str) ->
         ]
         auth = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
         assert auth not in twilio.get("/_emulator/requests").text
+
+
+def call_path(call: str, account: str = ACCOUNT_SID) -> str:
+    return f"/2010-04-01/Accounts/{account}/Calls/{call}.json"
+
+
+async def fetch(
+    twilio: httpx.AsyncClient, call: str, auth: tuple[str, str] = BASIC, account: str = ACCOUNT_SID
+) -> httpx.Response:
+    return await twilio.get(call_path(call, account), auth=auth)
+
+
+def test_the_extract_holds_twilios_fetch_call_operation() -> None:
+    assert FETCH_CALL["operationId"] == "FetchCall"
+    schema = FETCH_CALL["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/api.v2010.account.call"}
+    example = FETCH_CALL["responses"]["200"]["content"]["application/json"]["examples"]["fetch"]
+    jsonschema.validate(example["value"], CALL_SCHEMA)  # the converted schema takes Twilio's own
+
+
+async def test_the_call_resource_through_a_calls_life(twilio: httpx.AsyncClient) -> None:
+    call = await new_call(
+        twilio, status="ringing", **{"from": "+15551234567", "to": "+442071838750"}
+    )
+    ringing = await fetch(twilio, call)
+    assert ringing.status_code == 200
+    body = ringing.json()
+    assert_call_resource(body)
+    assert (body["sid"], body["account_sid"], body["status"]) == (call, ACCOUNT_SID, "ringing")
+    assert (body["from"], body["from_formatted"]) == ("+15551234567", "(555) 123-4567")
+    assert (body["to"], body["to_formatted"]) == ("+442071838750", "+442071838750")
+    assert body["uri"] == call_path(call)
+    assert body["start_time"] is not None
+    assert (body["end_time"], body["duration"], body["parent_call_sid"]) == (None, None, None)
+    assert body["phone_number_sid"] is None  # not a call to a number of the emulator
+
+    await twilio.post(f"/_emulator/calls/{call}/answer")
+    answered = (await fetch(twilio, call)).json()
+    assert_call_resource(answered)
+    assert (answered["status"], answered["end_time"], answered["duration"]) == (
+        "in-progress", None, None,
+    )  # fmt: skip
+
+    await twilio.post(f"/_emulator/calls/{call}/complete")
+    completed = (await fetch(twilio, call)).json()
+    assert_call_resource(completed)
+    assert completed["status"] == "completed"
+    assert completed["end_time"] is not None
+    assert completed["duration"] is not None
+    assert completed["duration"].isdigit()
+    assert completed["date_created"] == body["date_created"]
+
+
+@pytest.mark.parametrize(
+    ("status", "shown", "started"),
+    [
+        ("queued", "queued", False),
+        ("initiated", "queued", False),
+        ("in-progress", "in-progress", True),
+    ],
+)
+async def test_the_call_resource_before_the_call_rings(
+    twilio: httpx.AsyncClient, status: str, shown: str, started: bool
+) -> None:
+    body = (await fetch(twilio, await new_call(twilio, status=status))).json()
+    assert_call_resource(body)
+    assert body["status"] == shown  # the resource's enum has no `initiated`
+    assert (body["start_time"] is not None) == started
+
+
+async def test_an_unanswered_call_has_no_end_time_nor_duration(twilio: httpx.AsyncClient) -> None:
+    call = await new_call(twilio, status="ringing")
+    await twilio.post(f"/_emulator/calls/{call}/complete", json={"status": "no-answer"})
+    body = (await fetch(twilio, call)).json()
+    assert_call_resource(body)
+    assert (body["status"], body["end_time"], body["duration"]) == ("no-answer", None, None)
+
+
+async def test_fetching_a_call_is_authenticated_and_scoped_to_its_account(
+    twilio: httpx.AsyncClient,
+) -> None:
+    call = await new_call(twilio)
+    assert (await fetch(twilio, call, (API_KEY, API_SECRET))).status_code == 200
+    denied = await fetch(twilio, call, (ACCOUNT_SID, "wrong"))
+    assert (denied.status_code, denied.json()["code"]) == (401, 20003)
+    unknown = await fetch(twilio, "CA" + "0" * 32)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, 20404)
+    assert set(unknown.json()) == {"code", "message", "more_info", "status"}
+    others = await new_call(twilio, account_sid=OTHER_SID)
+    hidden = await fetch(twilio, others)  # our account's path, another account's call
+    assert (hidden.status_code, hidden.json()["code"]) == (404, 20404)
+    assert (await fetch(twilio, others, (OTHER_SID, OTHER_TOKEN), OTHER_SID)).status_code == 200
+    assert (await fetch(twilio, others, BASIC, OTHER_SID)).status_code == 401
+
+
+async def test_fetch_faults_stats_and_request_log(twilio: httpx.AsyncClient) -> None:
+    call = await new_call(twilio)
+    await twilio.put("/_emulator/faults", json={"faults": [{"kind": "503", "operation": "fetch"}]})
+    assert (await fetch(twilio, call)).status_code == 503
+    assert (await create(twilio, call)).status_code == 200  # a fetch fault spares creates
+    await twilio.put("/_emulator/faults", json={"faults": [{"kind": "500", "operation": "create"}]})
+    assert (await fetch(twilio, call)).status_code == 200  # and a create fault spares fetches
+    rules = [{"kind": "429", "count": 1, "retry_after": 2}]  # operation `any`
+    await twilio.put("/_emulator/faults", json={"faults": rules})
+    throttled = await fetch(twilio, call)
+    assert (throttled.status_code, throttled.json()["code"]) == (429, 20429)
+    assert throttled.headers["retry-after"] == "2"
+    assert (await fetch(twilio, call)).status_code == 200
+    stats = (await twilio.get("/_emulator/stats")).json()
+    assert (stats["fetches"], stats["creates"]) == (2, 1)
+    fetches = [
+        r for r in (await twilio.get("/_emulator/requests")).json()["requests"]
+        if r["operation"] == "fetch"
+    ]  # fmt: skip
+    assert [(r["method"], r["status"], r["fault"]) for r in fetches] == [
+        ("GET", 503, "503"), ("GET", 200, None), ("GET", 429, "429"), ("GET", 200, None),
+    ]  # fmt: skip
+    assert all(r["path"] == call_path(call) and r["auth_user"] == ACCOUNT_SID for r in fetches)
+
+
+async def test_fetches_count_toward_the_concurrency_cap() -> None:
+    config = EmulatorConfig(accounts={ACCOUNT_SID: AUTH_TOKEN}, latency=0.05, max_concurrency=2)
+    async with lifespan_client(create_emulator_app(config), "http://twilio.test") as twilio:
+        call = await new_call(twilio)
+        answers = await asyncio.gather(
+            fetch(twilio, call), fetch(twilio, call), create(twilio, call)
+        )
+        assert sorted(a.status_code for a in answers) == [200, 200, 429]
+        stats = (await twilio.get("/_emulator/stats")).json()
+        assert (stats["throttled"], stats["max_in_flight"][ACCOUNT_SID]) == (1, 2)
+
+
+def stream_events(receiver: Receiver) -> list[tuple[str, str]]:
+    return [
+        (r["form"]["StreamName"], r["form"]["StreamEvent"])
+        for r in receiver.received if r["path"] == "/stream-status"
+    ]  # fmt: skip
+
+
+async def test_a_stream_accepted_on_a_ringing_call_starts_when_it_is_answered(
+    twilio: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    assert (await twilio.get("/_emulator/config")).json() == {
+        "ringing_create": "refuse", "answer_after": None,
+    }  # fmt: skip
+    accepted = await twilio.put("/_emulator/config", json={"ringing_create": "accept"})
+    assert accepted.json() == {"ringing_create": "accept", "answer_after": None}
+    call = await new_call(twilio, status="ringing")
+    hook = f"{HOOKS}/stream-status"
+    first = await create(twilio, call, Name="a", Track="both_tracks", StatusCallback=hook)
+    assert first.status_code == 200
+    assert_stream_resource(first.json())
+    assert first.json()["status"] == "in-progress"
+    assert (await create(twilio, call, Name="a")).status_code == 409  # the name is taken at once
+    assert (await create(twilio, call, Name="b", StatusCallback=hook)).status_code == 200
+    assert (await create(twilio, call, Name="c", StatusCallback=hook)).status_code == 200
+    fifth = await create(twilio, call, Name="d")
+    assert (fifth.status_code, fifth.json()["code"]) == (400, 31940)  # its tracks count at once
+    queued = await new_call(twilio, status="queued")
+    refused = await create(twilio, queued)
+    assert (refused.status_code, refused.json()["code"]) == (400, 21220)  # ringing only
+
+    await anyio.sleep(0.05)
+    assert stream_events(receiver) == []
+    assert not any(
+        s["started"] for s in (await twilio.get(f"/_emulator/calls/{call}")).json()["streams"]
+    )
+    await twilio.post(f"/_emulator/calls/{call}/answer")
+    await webhooks_sent(twilio, 3)  # one stream-started per stream; the call has no callback
+    assert sorted(stream_events(receiver)) == [
+        ("a", "stream-started"), ("b", "stream-started"), ("c", "stream-started"),
+    ]  # fmt: skip
+    assert all(r["valid"] for r in receiver.received)
+
+
+async def test_a_stream_on_a_ringing_call_that_never_answers_only_stops(
+    twilio: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await twilio.put("/_emulator/config", json={"ringing_create": "accept"})
+    call = await new_call(twilio, status="ringing")
+    hook = f"{HOOKS}/stream-status"
+    await create(twilio, call, Name="hung-up", StatusCallback=hook)
+    await create(twilio, call, Name="stopped", StatusCallback=hook)
+    base = streams_path(call).removesuffix(".json")
+    stop = await twilio.post(f"{base}/stopped.json", data={"Status": "stopped"}, auth=BASIC)
+    assert (stop.status_code, stop.json()["status"]) == (200, "stopped")
+    await twilio.post(f"/_emulator/calls/{call}/complete", json={"status": "canceled"})
+    await webhooks_sent(twilio, 2)
+    await anyio.sleep(0.05)
+    assert sorted(stream_events(receiver)) == [
+        ("hung-up", "stream-stopped"), ("stopped", "stream-stopped"),
+    ]  # fmt: skip
+    streams = (await twilio.get(f"/_emulator/calls/{call}")).json()["streams"]
+    assert [(s["status"], s["started"]) for s in streams] == [("stopped", False)] * 2
+
+
+async def test_a_stream_stopped_while_ringing_does_not_start_on_answer(
+    twilio: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await twilio.put("/_emulator/config", json={"ringing_create": "accept"})
+    call = await new_call(twilio, status="ringing")
+    await create(twilio, call, Name="a", StatusCallback=f"{HOOKS}/stream-status")
+    base = streams_path(call).removesuffix(".json")
+    await twilio.post(f"{base}/a.json", data={"Status": "stopped"}, auth=BASIC)
+    await twilio.post(f"/_emulator/calls/{call}/answer")
+    await webhooks_sent(twilio, 1)
+    await anyio.sleep(0.05)
+    assert stream_events(receiver) == [("a", "stream-stopped")]
+
+
+async def test_config_rejects_bad_input_and_reset_restores_it(twilio: httpx.AsyncClient) -> None:
+    for bad in (
+        {"ringing_create": "maybe"}, {"answer_after": -1}, {"answer_after": "1"},
+        {"answer_after": True}, {"answer_at": 1},
+    ):  # fmt: skip
+        response = await twilio.put("/_emulator/config", json=bad)
+        assert response.status_code == 400, bad
+        assert "error" in response.json()
+    both = {"ringing_create": "accept", "answer_after": 2.5}
+    assert (await twilio.put("/_emulator/config", json=both)).json() == both
+    kept = await twilio.put("/_emulator/config", json={"answer_after": None})
+    assert kept.json() == {"ringing_create": "accept", "answer_after": None}
+    await twilio.post("/_emulator/reset")
+    assert (await twilio.get("/_emulator/config")).json() == {
+        "ringing_create": "refuse", "answer_after": None,
+    }  # fmt: skip
+
+
+async def test_a_dropped_callback_is_never_sent_but_logged(
+    twilio: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    rules = [{"kind": "drop", "callback": "completed", "count": 1}]
+    listed = (await twilio.put("/_emulator/faults", json={"faults": rules})).json()["faults"]
+    assert listed == [
+        {"kind": "drop", "ratio": 1.0, "count": 1, "operation": "any", "seconds": 0.0,
+         "retry_after": None, "callback": "completed"},
+    ]  # fmt: skip
+    hook = f"{HOOKS}/call-status#rc=3&rp=all"  # no retry either
+    lost = await new_call(twilio, status_callback=hook)
+    done = await twilio.post(f"/_emulator/calls/{lost}/complete")
+    assert done.json()["deliveries"] == []
+    assert receiver.received == []
+    [entry] = (await twilio.get("/_emulator/webhooks")).json()["webhooks"]
+    assert entry["dropped"] is True
+    assert (entry["url"], entry["status"], entry["attempt"]) == (f"{HOOKS}/call-status", None, 0)
+    assert (entry["params"]["CallSid"], entry["params"]["CallStatus"]) == (lost, "completed")
+    assert (await twilio.get("/_emulator/faults")).json() == {"faults": []}  # count ran out
+
+    kept = await new_call(twilio, status_callback=hook)
+    delivered = await twilio.post(f"/_emulator/calls/{kept}/complete")
+    assert delivered.json()["deliveries"] == [{"status": 204, "attempt": 1}]
+    assert [r["form"]["CallSid"] for r in receiver.received] == [kept]
+    logged = (await twilio.get("/_emulator/webhooks")).json()["webhooks"]
+    assert [e["dropped"] for e in logged] == [True, False]
+
+
+async def test_a_dropped_stream_event_spares_the_others(
+    twilio: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    rules = [
+        {"kind": "drop", "callback": "stream-started"},
+        {"kind": "drop", "callback": "busy", "ratio": 0},
+    ]
+    await twilio.put("/_emulator/faults", json={"faults": rules})
+    call = await new_call(twilio)
+    await create(twilio, call, Name="a", StatusCallback=f"{HOOKS}/stream-status")
+    await create(twilio, call, Name="b", StatusCallback=f"{HOOKS}/stream-status")
+    await twilio.post(f"/_emulator/calls/{call}/complete")
+    await webhooks_sent(twilio, 4)
+    await anyio.sleep(0.05)
+    assert sorted(stream_events(receiver)) == [("a", "stream-stopped"), ("b", "stream-stopped")]
+    logged = (await twilio.get("/_emulator/webhooks")).json()["webhooks"]
+    dropped = [e["params"]["StreamEvent"] for e in logged if e["dropped"]]
+    assert dropped == ["stream-started", "stream-started"]
+    ringing = await new_call(twilio, status="ringing", status_callback=f"{HOOKS}/call-status")
+    busy = await twilio.post(f"/_emulator/calls/{ringing}/complete", json={"status": "busy"})
+    assert busy.json()["deliveries"] == [{"status": 204, "attempt": 1}]  # ratio 0 never drops
+
+
+def test_drop_fault_descriptions() -> None:
+    assert (parse_drop_flag("completed").callback, parse_drop_flag("completed").count) == (
+        "completed", None,
+    )  # fmt: skip
+    flagged = parse_drop_flag("stream-started:0.5:2")
+    assert (flagged.kind, flagged.ratio, flagged.count) == ("drop", 0.5, 2)
+    for bad in (
+        "",
+        "nope",
+        "completed:2",
+        "completed:x",
+        "completed:1:0",
+        "completed:1:x",
+        "a:1:2:3",
+    ):
+        with pytest.raises(FaultError):
+            parse_drop_flag(bad)
+    with pytest.raises(FaultError, match="--drop"):
+        parse_flag("drop:1")
+    for raw in (
+        {"kind": "drop"},
+        {"kind": "drop", "callback": "answered"},  # an event name, not a status
+        {"kind": "drop", "callback": "completed", "operation": "create"},
+        {"kind": "drop", "callback": "completed", "count": True},
+        {"kind": "429", "callback": "completed"},
+    ):
+        with pytest.raises(FaultError):
+            parse_fault(raw)
+    assert parse_flag("503:1:fetch").operation == "fetch"
+
+
+async def test_drop_faults_from_the_control_api_are_checked(twilio: httpx.AsyncClient) -> None:
+    bad = await twilio.put(
+        "/_emulator/faults", json={"faults": [{"kind": "drop", "callback": "x"}]}
+    )
+    assert bad.status_code == 400
+    assert "callback" in bad.json()["error"]

@@ -1,4 +1,4 @@
-"""A local stand-in for Twilio's Streams API and webhooks, for tests, demos and development."""
+"""A local stand-in for Twilio: its Streams and Call APIs, calls to numbers, signed webhooks."""
 
 from service.emulator.app import create_emulator_app
 from service.emulator.runtime import EmulatorConfig

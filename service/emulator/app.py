@@ -1,4 +1,4 @@
-"""The emulator's Starlette app: Twilio's Streams API plus the control API."""
+"""The emulator's Starlette app: Twilio's Streams and Call APIs plus the control API."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,12 +8,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.emulator import control, rest
+from service.emulator import calls_api, control, inbound, rest
+from service.emulator.bodies import Invalid
 from service.emulator.runtime import Emulator, EmulatorConfig
 
 
 async def _invalid(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, control.Invalid)
+    assert isinstance(exc, Invalid)
     return exc.response
 
 
@@ -29,7 +30,7 @@ def create_emulator_app(config: EmulatorConfig) -> Starlette:
                 await emulator.close()
 
     return Starlette(
-        routes=[*rest.routes, *control.routes],
+        routes=[*rest.routes, *calls_api.routes, *inbound.routes, *control.routes],
         lifespan=lifespan,
-        exception_handlers={control.Invalid: _invalid},
+        exception_handlers={Invalid: _invalid},
     )

@@ -4,13 +4,17 @@ A callback URL may end in `#rc=3&rp=all&ct=1000&rt=5000`: retry count, retry
 policy (`4xx`, `5xx`, `ct` connect failure, `rt` read timeout, `all`), connect
 and read timeouts in milliseconds. The fragment is neither sent nor signed.
 Twilio's defaults are one retry, on connect failures only.
+
+A POST carries the fields in its form body, signed after the URL; a GET carries
+them in the query string (after the URL's own query, with `&`), and the
+signature covers that full URL alone (REFERENCE.md section B).
 """
 
 import asyncio
 import secrets
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
@@ -71,7 +75,7 @@ def _retryable(overrides: Overrides, status: int | None, error: Exception | None
 
 
 class Deliverer:
-    """Posts signed webhooks and remembers every attempt."""
+    """Sends signed webhooks and remembers every attempt, and every callback dropped."""
 
     def __init__(self, http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
         self.http = http
@@ -80,11 +84,25 @@ class Deliverer:
         self._slots = asyncio.Semaphore(CONCURRENT_DELIVERIES)
 
     async def deliver(
-        self, account_sid: str, url: str, params: dict[str, str]
+        self, account_sid: str, url: str, params: dict[str, str], method: str = "POST"
     ) -> list[dict[str, Any]]:
         """Every attempt's outcome: `status` (None when no answer) and `attempt` from 1."""
+        attempts, _ = await self.exchange(account_sid, url, params, method)
+        return attempts
+
+    async def exchange(
+        self, account_sid: str, url: str, params: dict[str, str], method: str = "POST"
+    ) -> tuple[list[dict[str, Any]], httpx.Response | None]:
+        """Every attempt, as `deliver`, and the last attempt's answer (None when none came),
+        for a webhook whose answer is read: TwiML."""
         overrides = parse_overrides(url)
-        signature = twilio_signature(overrides.url, params, self.tokens[account_sid])
+        token = self.tokens[account_sid]
+        if method == "GET":
+            target = overrides.url + ("&" if "?" in overrides.url else "?") + urlencode(params)
+            signature, body = twilio_signature(target, {}, token), None
+        else:
+            target = overrides.url
+            signature, body = twilio_signature(target, params, token), params
         headers = {
             "X-Twilio-Signature": signature,
             "I-Twilio-Idempotency-Token": secrets.token_hex(16),
@@ -93,25 +111,33 @@ class Deliverer:
         timeout = httpx.Timeout(overrides.read_timeout, connect=overrides.connect_timeout)
         attempts: list[dict[str, Any]] = []
         for attempt in range(1, overrides.retries + 2):
-            status: int | None = None
+            response: httpx.Response | None = None
             failure: Exception | None = None
             try:
                 async with self._slots:
-                    response = await self.http.post(
-                        overrides.url, data=params, headers=headers, timeout=timeout
+                    response = await self.http.request(
+                        method, target, data=body, headers=headers, timeout=timeout
                     )
-                status = response.status_code
             except httpx.TransportError as error:
                 failure = error
-            entry = {
-                "url": overrides.url,
-                "params": params,
-                "status": status,
-                "error": type(failure).__name__ if failure else None,
-                "attempt": attempt,
-            }
-            self.log.append(entry)
-            attempts.append(entry)
+            status = response.status_code if response is not None else None
+            failed = type(failure).__name__ if failure else None
+            attempts.append(self._record(overrides.url, method, params, status, attempt, failed))
             if not _retryable(overrides, status, failure):
                 break
-        return attempts
+        return attempts, response
+
+    def drop(self, url: str, params: dict[str, str], method: str = "POST") -> None:
+        """A callback a fault loses: logged, never sent."""
+        self._record(parse_overrides(url).url, method, params, None, 0, None, dropped=True)
+
+    def _record(
+        self, url: str, method: str, params: dict[str, str], status: int | None, attempt: int,
+        error: str | None, *, dropped: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        entry = {
+            "url": url, "method": method, "params": params, "status": status, "error": error,
+            "attempt": attempt, "dropped": dropped,
+        }  # fmt: skip
+        self.log.append(entry)
+        return entry

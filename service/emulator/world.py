@@ -1,9 +1,15 @@
-"""The emulator's world: accounts, calls, streams, and what it was asked.
+"""The emulator's world: calls and their streams, and the counters tests read back.
 
 Twilio's rules live here so that the REST and control routes stay thin: names
 are unique per call (stopped streams included), a call carries at most four
-tracks at a time (`both_tracks` counts two), and streams start only on a call
-that is in progress.
+tracks at a time (`both_tracks` counts two).
+
+The Call resource follows the OpenAPI's descriptions: `start_time` is empty
+until the call is dialled (the emulator: until it rings), `end_time` and
+`duration` are set only for a call that `completed` (the duration counted from
+the answer, in whole seconds). Undocumented, the emulator's choices: a call
+the control API made `initiated` shows `queued` in the resource (the resource's
+enum has no `initiated`), `price` stays null, `queue_time` is `"0"`.
 """
 
 import email.utils
@@ -19,6 +25,18 @@ CALL_STATUSES = (
     "canceled",
 )  # fmt: skip
 TERMINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+STREAM_EVENTS = ("stream-started", "stream-stopped", "stream-error")
+SUBRESOURCES = {
+    "notifications": "Notifications", "recordings": "Recordings", "payments": "Payments",
+    "events": "Events", "siprec": "Siprec", "streams": "Streams",
+    "transcriptions": "Transcriptions",
+    "user_defined_message_subscriptions": "UserDefinedMessageSubscriptions",
+    "user_defined_messages": "UserDefinedMessages",
+}  # fmt: skip
+# The geographic fields of an incoming-call request: the emulator knows no geography
+# and sends them empty, as Twilio does for a number it cannot place.
+PLACES = [f"{who}{what}" for who in ("Called", "Caller", "From", "To")
+          for what in ("City", "Country", "State", "Zip")]  # fmt: skip
 
 
 def new_sid(prefix: str) -> str:
@@ -26,12 +44,27 @@ def new_sid(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
 
 
+def rfc2822(moment: datetime) -> str:
+    return email.utils.format_datetime(moment, usegmt=False)
+
+
 def rfc2822_now() -> str:
-    return email.utils.format_datetime(datetime.now(UTC), usegmt=False)
+    return rfc2822(datetime.now(UTC))
 
 
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _formatted(number: str) -> str:
+    """A number for display, as Twilio shows North American ones: `(305) 141-6799`."""
+    if len(number) == 12 and number.startswith("+1") and number[1:].isdigit():
+        return f"({number[2:5]}) {number[5:8]}-{number[8:]}"
+    return number
 
 
 @dataclass
@@ -46,6 +79,7 @@ class Stream:
     status_callback: str | None
     status_callback_method: str
     status: str = "in-progress"
+    started: bool = False  # its stream-started was sent (a stream on a ringing call waits)
     created_at: str = field(default_factory=iso_now)
     date_updated: str = field(default_factory=rfc2822_now)
 
@@ -75,6 +109,7 @@ class Stream:
             "track": self.track,
             "parameters": self.parameters,
             "status_callback": self.status_callback,
+            "started": self.started,
             "created_at": self.created_at,
         }
 
@@ -88,9 +123,34 @@ class Call:
     direction: str
     status: str
     status_callback: str | None
+    # The statuses its status callback hears: all for calls the control API makes, only
+    # the final one for a call to a number (REFERENCE.md section G).
+    callback_statuses: frozenset[str] = frozenset(CALL_STATUSES)
+    phone_number_sid: str | None = None
     sequence: int = -1
     streams: dict[str, Stream] = field(default_factory=dict)  # by SID, in creation order
     sequences: dict[str, int] = field(default_factory=dict)  # CallStatus -> SequenceNumber
+    created: datetime = field(default_factory=_now)
+    updated: datetime = field(default_factory=_now)
+    rang: datetime | None = None
+    answered: datetime | None = None
+    ended: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self._stamp(self.created)
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        self.updated = _now()
+        self._stamp(self.updated)
+
+    def _stamp(self, moment: datetime) -> None:
+        if self.status not in ("queued", "initiated"):
+            self.rang = self.rang or moment
+        if self.status == "in-progress":
+            self.answered = self.answered or moment
+        if self.status in TERMINAL:
+            self.ended = self.ended or moment
 
     def stream(self, sid_or_name: str) -> Stream | None:
         if sid_or_name in self.streams:
@@ -108,6 +168,46 @@ class Call:
             self.sequences[status] = self.sequence
         return self.sequences[status]
 
+    @property
+    def uri(self) -> str:
+        return f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json"
+
+    def resource(self) -> dict[str, Any]:
+        """The Call resource as Twilio's API returns it: every property of its schema."""
+        end_time = duration = None
+        if self.status == "completed" and self.ended is not None:
+            end_time = rfc2822(self.ended)
+            duration = str(int((self.ended - (self.answered or self.ended)).total_seconds()))
+        base = self.uri.removesuffix(".json")
+        return {
+            "sid": self.sid,
+            "date_created": rfc2822(self.created),
+            "date_updated": rfc2822(self.updated),
+            "parent_call_sid": None,
+            "account_sid": self.account_sid,
+            "to": self.to,
+            "to_formatted": _formatted(self.to),
+            "from": self.from_,
+            "from_formatted": _formatted(self.from_),
+            "phone_number_sid": self.phone_number_sid,
+            "status": "queued" if self.status == "initiated" else self.status,
+            "start_time": rfc2822(self.rang) if self.rang else None,
+            "end_time": end_time,
+            "duration": duration,
+            "price": None,
+            "price_unit": "USD",
+            "direction": self.direction,
+            "answered_by": None,
+            "api_version": "2010-04-01",
+            "forwarded_from": None,
+            "group_sid": None,
+            "caller_name": None,
+            "queue_time": "0",
+            "trunk_sid": None,
+            "uri": self.uri,
+            "subresource_uris": {k: f"{base}/{v}.json" for k, v in SUBRESOURCES.items()},
+        }
+
     def view(self) -> dict[str, Any]:
         return {
             "sid": self.sid,
@@ -117,6 +217,7 @@ class Call:
             "direction": self.direction,
             "status": self.status,
             "status_callback": self.status_callback,
+            "phone_number_sid": self.phone_number_sid,
             "streams": [s.view() for s in self.streams.values()],
         }
 
@@ -137,6 +238,21 @@ class Call:
             "To": self.to,
         }
 
+    def voice_params(self) -> dict[str, str]:
+        """The fields of an incoming-call request to a Voice URL (and to where it redirects)."""
+        return {
+            "AccountSid": self.account_sid,
+            "ApiVersion": "2010-04-01",
+            "CallSid": self.sid,
+            "CallStatus": self.status,
+            "Called": self.to,
+            "Caller": self.from_,
+            "Direction": self.direction,
+            "From": self.from_,
+            "To": self.to,
+            **dict.fromkeys(PLACES, ""),
+        }
+
 
 def new_call(
     account_sid: str,
@@ -146,8 +262,13 @@ def new_call(
     direction: str = "inbound",
     status: str = "ringing",
     status_callback: str | None = None,
+    callback_statuses: frozenset[str] = frozenset(CALL_STATUSES),
+    phone_number_sid: str | None = None,
 ) -> Call:
-    return Call(new_sid("CA"), account_sid, from_, to, direction, status, status_callback)
+    return Call(
+        new_sid("CA"), account_sid, from_, to, direction, status, status_callback,
+        callback_statuses, phone_number_sid,
+    )  # fmt: skip
 
 
 @dataclass
@@ -156,6 +277,7 @@ class Stats:
 
     creates: int = 0
     stops: int = 0
+    fetches: int = 0
     throttled: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
@@ -164,6 +286,7 @@ class Stats:
         return {
             "creates": self.creates,
             "stops": self.stops,
+            "fetches": self.fetches,
             "throttled": self.throttled,
             "in_flight": dict(self.in_flight),
             "max_in_flight": dict(self.max_in_flight),
