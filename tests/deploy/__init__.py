@@ -1,0 +1,1 @@
+"""The deployment files agree with the code they deploy (see manifests.py)."""
