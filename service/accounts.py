@@ -28,7 +28,8 @@ def _key(value: str | None) -> str | None:
 
 
 class Account(BaseModel):
-    """One account's SID, the token that signs its webhooks, and its REST credentials."""
+    """One account's SID, the token that signs its webhooks, its REST credentials, and
+    optionally an operator token that reaches this account's calls only."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -36,14 +37,16 @@ class Account(BaseModel):
     auth_token: SecretStr
     api_key: Annotated[str | None, AfterValidator(_key)] = None
     api_secret: SecretStr | None = None
+    api_token: SecretStr | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _files(cls, data: Any) -> Any:
-        """`auth_token_file` and `api_secret_file` stand for the secrets they hold."""
+        """`auth_token_file`, `api_secret_file` and `api_token_file` stand for the secrets
+        they hold."""
         if isinstance(data, Mapping):
             data = dict(data)
-            for secret in ("auth_token", "api_secret"):
+            for secret in ("auth_token", "api_secret", "api_token"):
                 path = data.pop(f"{secret}_file", None)
                 if path is not None:
                     if secret in data:
@@ -57,6 +60,8 @@ class Account(BaseModel):
             raise ValueError("api_key and api_secret must be set together")
         if not self.auth_token.get_secret_value():
             raise ValueError("auth_token must not be empty")
+        if self.api_token is not None and len(self.api_token.get_secret_value()) < 16:
+            raise ValueError("api_token must be at least 16 characters")
         return self
 
     @property

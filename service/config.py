@@ -15,9 +15,9 @@ from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service import redis_url, sids
+from service import redis_url, sids, stream_urls
 from service.twilio_terms import DEFAULT_TRACK, STREAM_STATUS_PATH, Track
 from service.validation import problems
 
@@ -59,6 +59,27 @@ def _http_base(value: str) -> str:
     return value.rstrip("/")
 
 
+def _twiml_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL where Twilio fetches the call's TwiML")
+    return value
+
+
+def _hosts(value: object) -> object:
+    """`a.example.com, b.example.com` → a tuple of host suffixes."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _suffixes(value: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [host for host in value if not stream_urls.dns_name(host)]
+    if bad:
+        raise ValueError("must be comma-separated DNS names such as streams.example.com")
+    return value
+
+
 def _redis_url(value: str) -> str:
     if urlsplit(value).scheme not in redis_url.SCHEMES:
         raise ValueError(
@@ -70,6 +91,7 @@ def _redis_url(value: str) -> str:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 HttpBase = Annotated[str, AfterValidator(_http_base)]
+TwimlUrl = Annotated[str, AfterValidator(_twiml_url)]
 
 
 class Settings(BaseSettings):
@@ -99,8 +121,17 @@ class Settings(BaseSettings):
     stream_url: str | None = Field(None, alias="STREAM_URL")
     stream_name: str = Field("default", alias="STREAM_NAME")
     stream_track: Track = Field(DEFAULT_TRACK, alias="STREAM_TRACK")
+    stream_hosts: Annotated[
+        tuple[str, ...], NoDecode, BeforeValidator(_hosts), AfterValidator(_suffixes)
+    ] = Field((), alias="CALLSTREAMS_STREAM_HOSTS")
     record_ttl: Duration = Field(timedelta(days=7), alias="CALLSTREAMS_RECORD_TTL")
+    voice_twiml_url: TwimlUrl | None = Field(None, alias="VOICE_TWIML_URL")
+    answer_wait: Duration = Field(timedelta(minutes=2), alias="CALLSTREAMS_ANSWER_WAIT")
+    # 0: never check calls against Twilio's Call resource.
+    reconcile_after: Duration = Field(timedelta(minutes=30), alias="CALLSTREAMS_RECONCILE_AFTER")
     max_body: int = Field(64 * 1024, alias="CALLSTREAMS_MAX_BODY", ge=1024, le=16 * 1024 * 1024)
+    # Connections one web process holds at once; beyond, a new one is refused with 503.
+    max_connections: int = Field(1000, alias="CALLSTREAMS_MAX_CONNECTIONS", ge=1, le=100_000)
     queue_name: str = Field("callstreams:queue", alias="CALLSTREAMS_QUEUE", min_length=1)
     twilio_timeout: float = Field(5.0, alias="CALLSTREAMS_TWILIO_TIMEOUT", gt=0, le=60)
     retry_max_attempts: int = Field(8, alias="CALLSTREAMS_RETRY_MAX_ATTEMPTS", ge=1, le=100)
@@ -112,6 +143,8 @@ class Settings(BaseSettings):
     # keeps at most this many requests in flight per account.
     account_concurrency: int = Field(50, alias="CALLSTREAMS_ACCOUNT_CONCURRENCY", ge=1, le=10000)
     worker_metrics_port: int = Field(9101, alias="CALLSTREAMS_WORKER_METRICS_PORT", ge=0, le=65535)
+    # Every interface by default, so that Prometheus in Kubernetes can scrape the pod.
+    worker_metrics_host: str = Field("0.0.0.0", alias="CALLSTREAMS_WORKER_METRICS_HOST")  # noqa: S104
     log_format: Literal["json", "console"] = Field("json", alias="CALLSTREAMS_LOG_FORMAT")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", alias="CALLSTREAMS_LOG_LEVEL"

@@ -5,7 +5,7 @@ profile never fails at call time (see `catalog.py` for where they come from).
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -15,15 +15,20 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
-from service import sids
+from service import sids, stream_urls
 from service.config import Duration
 from service.twilio_terms import CALL_FIELDS, DEFAULT_TRACK, MAX_PARAMETERS, TRACK_WEIGHT, Track
 from service.validation import problems
 
 _TEMPLATE = re.compile(r"\{(\w*)\}")
+# Parameters go to Twilio as ParameterN.Name / .Value and on to the WebSocket's start
+# message; Twilio keeps a TwiML name and value under 500 characters together.
+MAX_PARAMETER_NAME = 128
+MAX_PARAMETER_VALUE = 370
 
 
 class Restart(BaseModel):
@@ -41,18 +46,20 @@ def _name(value: str) -> str:
     return value
 
 
-def _url(value: str) -> str:
-    if not value.startswith("wss://") or len(value) <= len("wss://"):
-        raise ValueError("must be a wss:// URL (Twilio streams only to wss)")
-    if "?" in value or "#" in value:
-        raise ValueError("must not carry a query string; use parameters instead")
-    return value
+def _url(value: str, info: ValidationInfo) -> str:
+    """The stream URL policy, with the deployment's host list when one is given."""
+    context = info.context if isinstance(info.context, Mapping) else {}
+    return stream_urls.check(value, context.get("stream_hosts", ()))
 
 
 def _parameters(value: dict[str, str]) -> dict[str, str]:
     if len(value) > MAX_PARAMETERS:
         raise ValueError(f"at most {MAX_PARAMETERS} parameters")
     for key, template in value.items():
+        if not 1 <= len(key) <= MAX_PARAMETER_NAME:
+            raise ValueError(f"a parameter name has 1 to {MAX_PARAMETER_NAME} characters")
+        if len(template) > MAX_PARAMETER_VALUE:
+            raise ValueError(f"{key}: a value has at most {MAX_PARAMETER_VALUE} characters")
         for field in _TEMPLATE.findall(template):
             if field not in CALL_FIELDS:
                 raise ValueError(f"{key}: unknown call field {{{field}}}")
@@ -67,12 +74,23 @@ def _schema(**facts: Any) -> Any:
 # The rules of a stream's Name, Url and parameters, wherever one is given (a profile,
 # an operator start), with what they accept described for the OpenAPI document.
 StreamName = Annotated[str, AfterValidator(_name), _schema(pattern=f"^{sids.STREAM_NAME.pattern}$")]
-StreamUrl = Annotated[str, AfterValidator(_url), _schema(pattern=r"^wss://[^?#]+$")]
+StreamUrl = Annotated[
+    str,
+    AfterValidator(_url),
+    _schema(pattern=stream_urls.PATTERN, maxLength=stream_urls.MAX_URL),
+]
 Parameters = Annotated[
     dict[str, str],
     AfterValidator(_parameters),
     _schema(
         maxProperties=MAX_PARAMETERS,
+        propertyNames={"minLength": 1, "maxLength": MAX_PARAMETER_NAME},
+        additionalProperties={
+            "type": "string",
+            "maxLength": MAX_PARAMETER_VALUE,
+            # Text, and {Field} only for the fields Twilio sends.
+            "pattern": r"^(?:[^{]|\{(?!\w*\})|\{(?:" + "|".join(sorted(CALL_FIELDS)) + r")\})*$",
+        },
         description="custom parameters; a value may name call fields, e.g. {From}",
     ),
 ]
@@ -150,7 +168,9 @@ def busiest_call(profiles: tuple[Profile, ...]) -> tuple[int, list[str]]:
     return best
 
 
-def parse_profiles(streams: list[Any], problems: list[str]) -> tuple[Profile, ...]:
+def parse_profiles(
+    streams: list[Any], problems: list[str], stream_hosts: Sequence[str] = ()
+) -> tuple[Profile, ...]:
     """Profiles from `[[streams]]` tables; each problem is appended to `problems`."""
     profiles: list[Profile] = []
     for index, item in enumerate(streams):
@@ -158,7 +178,7 @@ def parse_profiles(streams: list[Any], problems: list[str]) -> tuple[Profile, ..
         if isinstance(item, Mapping) and isinstance(item.get("name"), str):
             label = f"streams[{item['name']}]"
         try:
-            profiles.append(Profile.model_validate(item))
+            profiles.append(Profile.model_validate(item, context={"stream_hosts": stream_hosts}))
         except ValidationError as error:
             problems.extend(errors(label, error))
     names = [p.name for p in profiles]

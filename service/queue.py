@@ -19,8 +19,8 @@ from redis.commands.core import AsyncScript
 from service.clock import now_ms
 from service.scripts import script
 
-START = "start_stream"
-STOP = "stop_stream"
+START = "start_stream"  # (call_sid, name): create a stream
+STOP = "stop_stream"  # (call_sid, name): stop a stream
 # A job not started within this time is dropped by arq; the record stays pending
 # and says so, which is better than a stream starting hours late.
 JOB_EXPIRY_MS = 3_600_000
@@ -65,13 +65,12 @@ class JobSpec:
         return [self.job_id, self.payload, self.score, self.expires_ms]
 
 
-def job(
-    function: str, call_sid: str, name: str, *, at_ms: int | None = None, defer_ms: int = 0
-) -> JobSpec:
-    """The job for `function` on one stream; its id is stable so that it is queued once."""
+def job(function: str, *args: str, at_ms: int | None = None, defer_ms: int = 0) -> JobSpec:
+    """The job for `function` with `args`; its id is made of them, so that the same work
+    is queued once."""
     at_ms = now_ms() if at_ms is None else at_ms
-    payload = serialize_job(function, (call_sid, name), {}, None, at_ms, serializer=dumps)
-    return JobSpec(f"{function}:{call_sid}:{name}", payload, at_ms + defer_ms, JOB_EXPIRY_MS)
+    payload = serialize_job(function, args, {}, None, at_ms, serializer=dumps)
+    return JobSpec(":".join((function, *args)), payload, at_ms + defer_ms, JOB_EXPIRY_MS)
 
 
 class Taker:

@@ -8,7 +8,8 @@ change that needs it. See the README's Guarantees section for the reasoning.
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
@@ -19,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import queue as queue_wire
 from service.clock import now_iso, now_ms
-from service.record import RECORD, StreamRecord
+from service.record import FINAL, RECORD, StreamRecord
 from service.scripts import script
 
 P = ParamSpec("P")
@@ -27,8 +28,13 @@ T = TypeVar("T")
 
 CALL_KEY = "callstreams:call:"  # + CallSid: the call's hash, one field per stream name
 ACCOUNT_KEY = "callstreams:account:"  # + AccountSid + ":calls": the account's calls by time
+# Calls with unfinished records, by the time of their last Twilio event (Redis ms).
+UNSETTLED_KEY = "callstreams:calls:unsettled"
+RECONCILER_KEY = "callstreams:reconciler"  # whose turn it is to reconcile
 Outcome = Literal["created", "stopped", "skipped", "failed", "retry"]
-Action = Literal["create", "stop", "done", "busy", "gone"]
+Action = Literal["create", "poll", "stop", "done", "busy", "gone"]
+ClaimMode = Literal["answered", "door", "operator", "restart"]
+Claim = Literal["claimed", "exists", "ended"]
 # A live call's records are kept at least this long even if its end is never reported.
 LIVE_GRACE = timedelta(days=1)
 
@@ -40,6 +46,15 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OutOfMemoryError, ReadO
 
 class StoreUnavailable(Exception):
     """Redis did not answer in time or refused to write: nothing was stored."""
+
+
+class WrongAccount(Exception):
+    """The call belongs to another account than the one the request is for: nothing
+    was changed."""
+
+
+class WrongStream(Exception):
+    """A stream callback names a stream whose known SID is another: nothing was changed."""
 
 
 def _decode(raw: bytes | str) -> StreamRecord:
@@ -78,6 +93,20 @@ def _bounded(
     return bounded
 
 
+@dataclass(frozen=True)
+class CallState:
+    """What the worker needs to know of a call beyond one record."""
+
+    records: list[StreamRecord]
+    ended: str | None  # the terminal status, once the call ended
+    door_age_ms: int | None  # how long ago it came in through the front door, if it did
+    answered: bool  # its answer was seen (a front-door call)
+
+    @property
+    def unsettled(self) -> list[StreamRecord]:
+        return [r for r in self.records if r["status"] not in FINAL]
+
+
 class Records:
     """The only code that reads or writes stream records."""
 
@@ -90,12 +119,15 @@ class Records:
         self.channel = queue_wire.wake_channel(queue)
         self.ended_ttl = int(record_ttl.total_seconds())
         self.live_ttl = int((record_ttl + LIVE_GRACE).total_seconds())
-        self._claim_script = _script(redis, "claim")
+        self._claim = _script(redis, "claim")
         self._call_ended = _script(redis, "call_ended")
         self._stream_event = _script(redis, "stream_event")
         self._request_stop = _script(redis, "request_stop")
         self._begin = _script(redis, "begin")
         self._finish = _script(redis, "finish")
+        self._answered = _script(redis, "answered")
+        self._skip_unanswered = _script(redis, "skip_unanswered")
+        self._take_due = _script(redis, "take_due")
 
     @staticmethod
     def key(call_sid: str) -> str:
@@ -105,105 +137,177 @@ class Records:
     def account_key(account_sid: str) -> str:
         return f"{ACCOUNT_KEY}{account_sid}:calls"
 
-    async def _claim(
-        self, call_sid: str, records: Iterable[StreamRecord], defer_ms: int, only_live: bool
-    ) -> list[tuple[str, bytes | None]]:
+    @_bounded
+    async def claim(
+        self,
+        call_sid: str,
+        records: Sequence[StreamRecord],
+        mode: ClaimMode = "answered",
+        defer: timedelta = timedelta(0),
+    ) -> list[tuple[Claim, StreamRecord]]:
+        """Create each record not yet there and enqueue its start job, in one step.
+
+        Once the call ended, the record is created `skipped`, saying why (a restart is
+        not created at all: `ended` without a record). See `lua/claim.lua` for the modes.
+        The records are of one account; WrongAccount if the call is another's.
+        """
+        records = list(records)
+        account_sid = records[0]["account_sid"]
         argv: list[Any] = [
-            now_iso(), self.live_ttl, self.ended_ttl, int(only_live), call_sid, self.channel,
+            now_iso(), self.live_ttl, self.ended_ttl, mode, call_sid, self.channel, account_sid,
         ]  # fmt: skip
-        stamp = now_ms()
-        account_sid = ""
+        stamp, defer_ms = now_ms(), int(defer.total_seconds() * 1000)
         job_keys = []
         for record in records:
-            account_sid = record["account_sid"]
             argv.append(RECORD.dump_json(record))
             start = queue_wire.job(
                 queue_wire.START, call_sid, record["name"], at_ms=stamp, defer_ms=defer_ms
             )
             job_keys.append(start.key)
             argv.extend(start.argv())
-        keys = [self.key(call_sid), self.queue, self.account_key(account_sid), *job_keys]
-        result = await self._claim_script(keys=keys, args=argv)
-        return [(result[i].decode(), result[i + 1] or None) for i in range(0, len(result), 2)]
-
-    @_bounded
-    async def claim(
-        self, call_sid: str, records: Iterable[StreamRecord]
-    ) -> list[tuple[Literal["claimed", "exists", "ended"], StreamRecord]]:
-        """Create each record not yet there and enqueue its start job, in one step.
-
-        Once the call ended, the record is created `skipped`, saying why.
-        """
+        keys = [
+            self.key(call_sid), self.queue, self.account_key(account_sid), UNSETTLED_KEY,
+            *job_keys,
+        ]  # fmt: skip
+        result = await self._claim(keys=keys, args=argv)
+        if result == [b"wrong-account"]:
+            raise WrongAccount(call_sid)
         return [
-            (cast(Literal["claimed", "exists", "ended"], outcome), _decode(raw or b""))
-            for outcome, raw in await self._claim(call_sid, records, 0, only_live=False)
+            (cast(Claim, result[i].decode()), _decode(result[i + 1]))
+            for i in range(0, len(result), 2)
+            if result[i + 1]
         ]
 
     @_bounded
-    async def restart(
-        self, call_sid: str, record: StreamRecord, defer: timedelta
-    ) -> StreamRecord | None:
-        """Claim a restart's record, its start `defer` from now; None if the call ended
-        or the restart already exists (a repeated stream-error delivery)."""
-        defer_ms = int(defer.total_seconds() * 1000)
-        [(outcome, raw)] = await self._claim(call_sid, [record], defer_ms, only_live=True)
-        return _decode(raw) if outcome == "claimed" and raw else None
-
-    @_bounded
-    async def call_ended(self, call_sid: str, status: str) -> None:
-        """Mark the call ended: its streams stop, starts not yet made are skipped."""
-        await self._call_ended(
-            keys=[self.key(call_sid)], args=[status, now_iso(), now_ms(), self.ended_ttl]
+    async def call_ended(self, call_sid: str, account_sid: str, status: str, why: str = "") -> None:
+        """Mark the call ended: its streams stop, starts not yet made are skipped; `why`
+        says how the end was learnt when not from Twilio's status callback."""
+        done = await self._call_ended(
+            keys=[self.key(call_sid), UNSETTLED_KEY],
+            args=[status, now_iso(), now_ms(), self.ended_ttl, call_sid, why, account_sid],
         )
+        if not done:
+            raise WrongAccount(call_sid)
 
     @_bounded
     async def stream_event(
-        self, call_sid: str, stream_sid: str, stream_name: str, event: str, message: str
+        self,
+        call_sid: str,
+        account_sid: str,
+        stream_sid: str,
+        stream_name: str,
+        event: str,
+        message: str,
     ) -> tuple[StreamRecord, bool] | None:
         """Apply a stream status callback: the record, and whether this was its first
-        `stream-started`; None when no record has that stream."""
+        `stream-started`; None when no record has that stream. WrongAccount or
+        WrongStream when the callback contradicts what is known of the call."""
         result = await self._stream_event(
-            keys=[self.key(call_sid)], args=[stream_sid, stream_name, event, message, now_iso()]
+            keys=[self.key(call_sid), UNSETTLED_KEY],
+            args=[stream_sid, stream_name, event, message, now_iso(), call_sid, account_sid],
         )
+        if result == [b"wrong-account"]:
+            raise WrongAccount(call_sid)
+        if result == [b"wrong-sid"]:
+            raise WrongStream(stream_name)
         return (_decode(result[0]), result[1] == 1) if result else None
 
-    def _stop_job(self, call_sid: str, name: str) -> tuple[str, list[bytes | str | int]]:
-        """The stop job's key, and the arguments that enqueue it (channel first)."""
-        stop = queue_wire.job(queue_wire.STOP, call_sid, name)
-        return stop.key, [self.channel, *stop.argv()]
+    def _follow_up(self, job: queue_wire.JobSpec) -> tuple[str, list[bytes | str | int]]:
+        """A job a script may enqueue: its key, and its arguments (channel first)."""
+        return job.key, [self.channel, *job.argv()]
 
     @_bounded
-    async def request_stop(self, call_sid: str, name: str) -> StreamRecord | None:
-        """Ask for a stream to stop; None when there is no such record."""
-        job_key, enqueue = self._stop_job(call_sid, name)
+    async def request_stop(
+        self, call_sid: str, name: str, account_sid: str | None = None
+    ) -> StreamRecord | None:
+        """Ask for a stream to stop; None when there is no such record (of `account_sid`,
+        when given)."""
+        job_key, enqueue = self._follow_up(queue_wire.job(queue_wire.STOP, call_sid, name))
         raw = await self._request_stop(
             keys=[self.key(call_sid), self.queue, job_key],
-            args=[name, now_iso(), now_ms(), *enqueue],
+            args=[name, now_iso(), now_ms(), *enqueue, account_sid or ""],
         )
         return _decode(raw) if raw else None
 
     @_bounded
     async def begin(
         self, call_sid: str, name: str, kind: Literal["start", "stop"], lease: timedelta
-    ) -> tuple[Action, StreamRecord | None]:
-        """Decide a job's action and, when it calls Twilio, take the record's lease."""
-        action, raw = await self._begin(
+    ) -> tuple[Action, StreamRecord | None, int | None]:
+        """Decide a job's action and, when it calls Twilio, take the record's lease. Also
+        how long ago (ms) the call came in through the front door, while its answer has
+        not been seen (see `lua/begin.lua`)."""
+        action, raw, waited = await self._begin(
             keys=[self.key(call_sid)],
             args=[name, kind, now_ms(), int(lease.total_seconds() * 1000), now_iso()],
         )
-        return cast(Action, action.decode()), _decode(raw) if raw else None
+        record = _decode(raw) if raw else None
+        return cast(Action, action.decode()), record, waited if waited >= 0 else None
 
     @_bounded
     async def finish(
         self, call_sid: str, name: str, outcome: Outcome, /, **patch: object
     ) -> StreamRecord | None:
         """Record Twilio's answer for a record this worker holds the lease on."""
-        job_key, enqueue = self._stop_job(call_sid, name)
+        job_key, enqueue = self._follow_up(queue_wire.job(queue_wire.STOP, call_sid, name))
         raw = await self._finish(
             keys=[self.key(call_sid), self.queue, job_key],
             args=[name, outcome, json.dumps(patch), now_iso(), *enqueue],
         )
         return _decode(raw) if raw else None
+
+    @_bounded
+    async def answered(self, call_sid: str) -> None:
+        """The front-door call's answer was seen: its waiting records get their answer time."""
+        await self._answered(keys=[self.key(call_sid)], args=[now_iso()])
+
+    @_bounded
+    async def skip_unanswered(self, call_sid: str, reason: str) -> int:
+        """Skip the starts still waiting for the call's answer; how many were."""
+        skipped: int = await self._skip_unanswered(
+            keys=[self.key(call_sid)], args=[now_iso(), now_ms(), reason]
+        )
+        return skipped
+
+    @_bounded
+    async def call(self, call_sid: str) -> CallState:
+        """The call's records and what is known of the call itself."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.key(call_sid))
+            pipe.time()
+            fields, (seconds, micros) = await pipe.execute()
+        door = fields.get(b"@door")
+        ended = fields.get(b"@ended")
+        return CallState(
+            records=_sorted(fields),
+            ended=ended.decode() if ended else None,
+            door_age_ms=seconds * 1000 + micros // 1000 - int(door) if door else None,
+            answered=b"@answered" in fields,
+        )
+
+    @_bounded
+    async def take_due(self, period: timedelta, limit: int) -> list[str]:
+        """Calls with no Twilio event for `period`, each marked checked now."""
+        taken = await self._take_due(
+            keys=[UNSETTLED_KEY], args=[int(period.total_seconds() * 1000), limit]
+        )
+        return [sid.decode() for sid in taken]
+
+    @_bounded
+    async def recheck(self, call_sid: str, period: timedelta, after: timedelta) -> None:
+        """Check the call again `after` from now, not a whole `period` (a failed check)."""
+        due = now_ms() - int((period - after).total_seconds() * 1000)
+        await self.redis.zadd(UNSETTLED_KEY, {call_sid: due}, xx=True)
+
+    @_bounded
+    async def take_turn(self, owner: str, length: timedelta) -> bool:
+        """The reconciler's turn for `length`, unless another worker has it."""
+        ms = int(length.total_seconds() * 1000)
+        return bool(await self.redis.set(RECONCILER_KEY, owner, nx=True, px=ms))
+
+    @_bounded
+    async def settle(self, call_sid: str) -> None:
+        """The call's records are all final: nothing is left to check against Twilio."""
+        await self.redis.zrem(UNSETTLED_KEY, call_sid)
 
     @_bounded
     async def calls(

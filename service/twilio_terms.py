@@ -31,3 +31,4 @@ CALL_FIELDS = frozenset(
 # Where Twilio reaches us, below PUBLIC_BASE_URL.
 CALL_STATUS_PATH = "/twilio/call-status"
 STREAM_STATUS_PATH = "/twilio/stream-status"
+VOICE_PATH = "/twilio/voice"  # a number's Voice URL: the front door

@@ -79,7 +79,7 @@ async def test_start_inline_and_read_back(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"profile": "nope"}, 400),
+        ({"profile": "nope"}, 404),
         ({"name": "x", "url": "https://not-wss.example.com"}, 400),
         ({"name": "x", "url": "wss://a.example.com/?q=1"}, 400),
         ({"name": "bad name", "url": "wss://a.example.com"}, 400),
@@ -170,8 +170,10 @@ async def test_list_an_accounts_calls_newest_first(client: httpx.AsyncClient) ->
     assert [c["call_sid"] for c in calls] == [second, first]
     assert [c["ended"] for c in calls] == [None, "completed"]
     assert calls[1]["streams"][0]["status"] == "skipped"
-    for bad in ({"limit": "0"}, {"limit": "x"}, {"account_sid": "AC" + "0" * 32}):
+    for bad in ({"limit": "0"}, {"limit": "x"}, {"account_sid": "AC0"}):
         assert (await client.get("/v1/calls", params=bad, headers=AUTH)).status_code == 400
+    unknown = {"account_sid": "AC" + "0" * 32}  # well-formed: no such account
+    assert (await client.get("/v1/calls", params=unknown, headers=AUTH)).status_code == 404
 
 
 async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
@@ -180,3 +182,59 @@ async def test_metrics_are_exposed(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'callstreams_webhooks_total{kind="call-status",status="in-progress"} 1.0' in text
     assert call_sid() not in text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"profile": 1}',
+        b'{"profile": null}',
+        b'{"profile": "transcription", "name": 5}',
+        b'{"name": "x", "url": ["wss://a.example.com/x"]}',
+        b'{"name": "x", "url": "wss://a.example.com/x", "parameters": {"a": 1}}',
+        b'{"name": "x", "url": "wss://a.example.com/x", "parameters": []}',
+        b'{"name": "x", "url": "wss://a.example.com/x", "track": null}',
+        b'{"name": "x", "url": "wss://a.example.com/x", "account_sid": 7}',
+        b'{"name": {"$gt": ""}, "url": "wss://a.example.com/x"}',
+        b"null",
+        b'"profile"',
+        b"3",
+        b"[" * 60_000,
+        b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+        b'{"name": "x", "url": "wss://a.example.com/\\ud800"}',
+        b"\xff\xfe{}",
+    ],
+)
+async def test_malformed_start_bodies_are_400(
+    client: httpx.AsyncClient, redis: Redis, body: bytes
+) -> None:
+    response = await client.post(
+        STREAMS, content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] in ("invalid field", "malformed JSON")
+    assert await redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "1e3", "-1", " 5", "5.0", "0x10", "", "501"])
+async def test_bad_limits_are_400(client: httpx.AsyncClient, limit: str) -> None:
+    response = await client.get("/v1/calls", params={"limit": limit}, headers=AUTH)
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["field"] == "limit"
+
+
+async def test_names_that_are_not_stream_names_are_400(client: httpx.AsyncClient) -> None:
+    path = "/twilio/call-status"
+    await client.post(path, **signed(path, answered(call_sid(), "completed")))
+    for name in ("@ended", "@account", "a" * 65, "a b"):
+        for method, tail in (("GET", ""), ("POST", "/stop")):
+            response = await client.request(method, f"{STREAMS}/{name}{tail}", headers=AUTH)
+            assert response.status_code == 400, (method, name)
+
+
+async def test_a_trailing_slash_is_404_not_a_redirect(client: httpx.AsyncClient) -> None:
+    for path in ("/twilio/call-status/", "/v1/calls/", "/healthz/"):
+        response = await client.post(path, headers={"Host": "evil.example.com"})
+        assert response.status_code in (404, 405)
+        assert "location" not in response.headers
+        assert response.json()["error"]

@@ -232,7 +232,7 @@ def test_the_api_messages_are_passed_on(web: str) -> None:
 
     bad_profile = streams(web, "start", CALL, "--profile", "nope")
     assert bad_profile.returncode == 1
-    assert "400 invalid field" in one_line(bad_profile.stderr)
+    assert "404 not found: profile: no such profile" in one_line(bad_profile.stderr)
 
 
 def test_the_operator_api_disabled(make_settings: Callable[..., Settings]) -> None:

@@ -170,3 +170,95 @@ def test_rediss_verifies_the_servers_hostname_in_web_and_worker() -> None:
     assert (worker.ssl, worker.ssl_check_hostname, worker.ssl_cert_reqs) == (True, True, "required")
     plain = redis_client(load_settings(**BASE)).connection_pool.connection_kwargs
     assert "ssl_check_hostname" not in plain
+
+
+def test_numbers_of_the_front_door(tmp_path: Path) -> None:
+    config = tmp_path / "numbers.toml"
+    config.write_text(
+        """
+[[streams]]
+name = "asr"
+url = "wss://asr.example.com/twilio"
+
+[[numbers]]
+to = ["+15551234567", "+15557654321"]
+twiml_url = "https://webhooks.twilio.com/v1/Accounts/AC1/Flows/FW1"
+
+[[numbers]]
+to = "*"
+twiml_url = "http://ivr.example.com/voice"
+method = "GET"
+"""
+    )
+    catalog = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config)))
+    named, every = catalog.numbers
+    assert (named.to, named.method) == (("+15551234567", "+15557654321"), "POST")
+    assert (every.to, every.method) == (("*",), "GET")
+
+
+def test_every_number_problem_at_once(tmp_path: Path) -> None:
+    config = tmp_path / "numbers.toml"
+    config.write_text(
+        f"""
+[[streams]]
+name = "asr"
+url = "wss://asr.example.com/twilio"
+
+[[numbers]]
+to = ["+15551234567"]
+twiml_url = "ftp://x.example.com"
+method = "PUT"
+
+[[numbers]]
+to = ["+15551234567", " +1555"]
+twiml_url = "https://a.example.com"
+
+[[numbers]]
+to = "+15557654321"
+twiml_url = "https://a.example.com"
+accounts = ["AC{"f" * 32}"]
+colour = "blue"
+"""
+    )
+    with pytest.raises(ConfigError) as error:
+        load_catalog(
+            load_settings(
+                **BASE, CALLSTREAMS_CONFIG=str(config), VOICE_TWIML_URL="https://b.example.com"
+            )
+        )
+    message = str(error.value)
+    assert "numbers[0].twiml_url: must be an absolute http(s) URL" in message
+    assert "numbers[0].method" in message
+    assert "numbers[1].to: numbers must not be empty or padded" in message
+    assert "numbers[2].colour" in message
+    assert f"AC{'f' * 32} is not a configured account" not in message  # that entry is invalid
+
+
+def test_two_entries_for_one_number_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "numbers.toml"
+    config.write_text(
+        """
+[[streams]]
+name = "asr"
+url = "wss://asr.example.com/twilio"
+
+[[numbers]]
+to = ["+15551234567", "*"]
+twiml_url = "https://a.example.com"
+
+[[numbers]]
+to = "+15551234567"
+twiml_url = "https://b.example.com"
+"""
+    )
+    with pytest.raises(ConfigError) as error:
+        load_catalog(
+            load_settings(
+                **BASE, CALLSTREAMS_CONFIG=str(config), VOICE_TWIML_URL="https://c.example.com"
+            )
+        )
+    message = str(error.value)
+    assert "numbers[0].to: * also served by VOICE_TWIML_URL" in message
+    assert "numbers[1].to: +15551234567 also served by numbers[0]" in message
+    with pytest.raises(ConfigError, match="VOICE_TWIML_URL: must be an absolute http"):
+        load_settings(**BASE, VOICE_TWIML_URL="/relative")

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from service import stream_urls
 from tests.helpers import API_TOKEN, answered, call_sid, signed
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +75,7 @@ async def test_the_request_schemas_are_the_models(client: httpx.AsyncClient) -> 
     inline = schemas["StartInline"]
     assert set(inline["required"]) == {"name", "url"}
     assert inline["additionalProperties"] is False
-    assert inline["properties"]["url"]["pattern"] == "^wss://[^?#]+$"
+    assert inline["properties"]["url"]["pattern"] == stream_urls.PATTERN
     assert inline["properties"]["parameters"]["maxProperties"] == 99
     by_profile = schemas["StartByProfile"]
     assert by_profile["required"] == ["profile"]

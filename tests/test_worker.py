@@ -3,91 +3,20 @@
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from service.config import Settings
-from service.emulator import EmulatorConfig, create_emulator_app
-from service.web.app import create_app
+from service.emulator import EmulatorConfig
 from tests.helpers import (
     ACCOUNT_SID,
-    API_TOKEN,
     AUTH_TOKEN,
-    answered,
-    lifespan_client,
-    signed,
 )
-from worker.metrics import WorkerMetrics
-from worker.settings import create_worker
+from tests.stack import AUTH, Stack, running
 
 pytestmark = pytest.mark.anyio
-AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
-CALL_STATUS = "/twilio/call-status"
 API_KEY, API_SECRET = "SK" + "5" * 32, "key-secret"
-
-
-class Stack:
-    """The web app and the emulator in process; workers run in burst mode."""
-
-    def __init__(
-        self, settings: Settings, web: httpx.AsyncClient, twilio: httpx.AsyncClient
-    ) -> None:
-        self.settings = settings
-        self.web = web
-        self.twilio = twilio
-        self.transport: httpx.AsyncBaseTransport = twilio._transport
-        self.metrics = WorkerMetrics()
-
-    async def call(self, status: str = "in-progress", account_sid: str = ACCOUNT_SID) -> str:
-        response = await self.twilio.post(
-            "/_emulator/calls", json={"account_sid": account_sid, "status": status}
-        )
-        assert response.status_code == 201, response.text
-        sid: str = response.json()["sid"]
-        return sid
-
-    async def answer(self, sid: str, token: str = AUTH_TOKEN, **fields: str) -> None:
-        form = {**answered(sid), **fields}
-        response = await self.web.post(CALL_STATUS, **signed(CALL_STATUS, form, token=token))
-        assert response.status_code == 204
-
-    async def work(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        worker = create_worker(
-            self.settings, metrics=self.metrics, transport=transport or self.transport,
-            burst=True, poll_delay=0.01, handle_signals=False,
-        )  # fmt: skip
-        try:
-            await worker.async_run()
-        finally:
-            await worker.close()
-
-    async def streams(self, sid: str) -> list[dict[str, Any]]:
-        response = await self.web.get(f"/v1/calls/{sid}/streams", headers=AUTH)
-        result: list[dict[str, Any]] = response.json()["streams"]
-        return result
-
-    async def emulator_streams(self, sid: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = (await self.twilio.get(f"/_emulator/calls/{sid}")).json()[
-            "streams"
-        ]
-        return result
-
-    async def creates(self) -> list[dict[str, Any]]:
-        requests = (await self.twilio.get("/_emulator/requests")).json()["requests"]
-        return [r for r in requests if r["path"].endswith("/Streams.json")]
-
-
-async def running(settings: Settings, config: EmulatorConfig) -> AsyncIterator[Stack]:
-    """The web app and the emulator, which sends its stream status callbacks to the app."""
-    app = create_app(settings)
-    config.webhook_transport = httpx.ASGITransport(app=app)
-    async with (
-        lifespan_client(app, "http://internal") as web,
-        lifespan_client(create_emulator_app(config), "http://twilio.test") as twilio,
-    ):
-        yield Stack(settings, web, twilio)
 
 
 @pytest.fixture

@@ -6,22 +6,17 @@ retried by arq after the policy's delay, never by sleeping in the job; a Redis
 blip is ridden out by the worker's Redis client (see `worker/settings.py`).
 """
 
-import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Literal
 
 import structlog
 from arq import Retry
 
 from service.clock import seconds_since
-from service.config import Settings
 from service.record import StreamRecord
-from service.store import Action, Outcome, Records
-from worker.metrics import WorkerMetrics
-from worker.retry import RetryPolicy
-from worker.twilio import Answer, Kind, TwilioClient
+from service.store import Action, Outcome
+from worker import answers
+from worker.deps import Deps, request
+from worker.twilio import Answer, Kind
 
 log = structlog.get_logger("callstreams.worker")
 
@@ -36,27 +31,6 @@ STOP: dict[Kind, Outcome] = {
 STOP_UNSURE: dict[Kind, Outcome] = {
     "ok": "stopped", "not-found": "skipped", "not-in-progress": "skipped",
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Deps:
-    """What jobs need, opened once per worker process in `on_startup`."""
-
-    settings: Settings
-    records: Records
-    twilio: TwilioClient
-    policy: RetryPolicy
-    metrics: WorkerMetrics
-    lease: timedelta
-
-
-async def _request(deps: Deps, operation: str, call: Awaitable[Answer]) -> Answer:
-    started = time.perf_counter()
-    answer = await call
-    deps.metrics.twilio_seconds.labels(operation).observe(time.perf_counter() - started)
-    code = str(answer.error["code"]) if answer.error and answer.error["code"] else ""
-    deps.metrics.twilio_requests.labels(operation, answer.kind, code).inc()
-    return answer
 
 
 async def _conclude(
@@ -87,26 +61,30 @@ async def _conclude(
 
 async def _begin(
     deps: Deps, call_sid: str, name: str, kind: Literal["start", "stop"]
-) -> tuple[Action, StreamRecord | None]:
-    """The action and the record, its lease taken; no record when there is nothing to do."""
-    action, record = await deps.records.begin(call_sid, name, kind, deps.lease)
+) -> tuple[Action, StreamRecord | None, int | None]:
+    """The action and the record, its lease taken; no record when there is nothing to do.
+    Also how long a front-door call has waited for its answer, while it does."""
+    action, record, waited = await deps.records.begin(call_sid, name, kind, deps.lease)
     if action == "busy":  # another job holds the lease: try again once it has expired
         raise Retry(defer=deps.lease)
-    return action, None if action in ("done", "gone") else record
+    return action, None if action in ("done", "gone") else record, waited
 
 
 async def start_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
     """Create the stream at Twilio, unless it was stopped or the call ended first."""
     deps: Deps = ctx["deps"]
-    action, record = await _begin(deps, call_sid, name, "start")
+    action, record, waited = await _begin(deps, call_sid, name, "start")
     if record is None:
         return action
+    if action == "poll" and waited is not None:
+        return await answers.poll(deps, record, waited)
     if action == "stop":
         # A stop was asked after an attempt whose outcome is unknown: stop by name.
         stop = deps.twilio.stop(record["account_sid"], call_sid, name)
-        answer = await _request(deps, "stop", stop)
+        answer = await request(deps, "stop", stop)
         return await _conclude(deps, record, "stop", answer, STOP_UNSURE)
-    if record["attempts"] == 1 and (elapsed := seconds_since(record["answered_at"])) is not None:
+    first = record["attempts"] == 1 or answers.waiting(record["error"])
+    if first and (elapsed := seconds_since(record["answered_at"])) is not None:
         deps.metrics.answered_to_create_sent.observe(elapsed)
     create = deps.twilio.create(
         record["account_sid"],
@@ -117,15 +95,18 @@ async def start_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
         parameters=record["parameters"],
         status_callback=deps.settings.stream_status_url,
     )
-    return await _conclude(deps, record, "create", await _request(deps, "create", create), CREATE)
+    answer = await request(deps, "create", create)
+    if waited is not None and answer.kind in answers.REFUSALS:
+        return await answers.refused(deps, record, answer)
+    return await _conclude(deps, record, "create", answer, CREATE)
 
 
 async def stop_stream(ctx: dict[str, Any], call_sid: str, name: str) -> str:
     """Stop a live stream by its SID when known, else by its name."""
     deps: Deps = ctx["deps"]
-    action, record = await _begin(deps, call_sid, name, "stop")
+    action, record, _ = await _begin(deps, call_sid, name, "stop")
     if record is None:
         return action
     stop = deps.twilio.stop(record["account_sid"], call_sid, record["sid"] or name)
-    answer = await _request(deps, "stop", stop)
+    answer = await request(deps, "stop", stop)
     return await _conclude(deps, record, "stop", answer, STOP)

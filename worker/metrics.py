@@ -45,4 +45,11 @@ class WorkerMetrics:
             ["operation"],
             registry=r,
         )
+        self.reconciled_calls = Counter(
+            "callstreams_reconciled_calls",
+            "Calls checked against Twilio's Call resource after a quiet period: ended, "
+            "unknown (to Twilio), live, settled (nothing left to check), error",
+            ["outcome"],
+            registry=r,
+        )
         self.queue_depth = Gauge("callstreams_queue_depth", "Jobs waiting in the queue", registry=r)

@@ -20,9 +20,11 @@ from service.catalog import Catalog, load_catalog
 from service.config import Settings
 from service.reload import reload_on_sighup
 from service.store import Records
-from worker.jobs import Deps, start_stream, stop_stream
+from worker.deps import Deps
+from worker.jobs import start_stream, stop_stream
 from worker.metrics import WorkerMetrics
-from worker.observe import observed
+from worker.observe import metrics_socket, observed
+from worker.reconciler import reconciling
 from worker.retry import RetryPolicy
 from worker.twilio import SLOT_WAIT, TwilioClient, http_clients
 from worker.wakeup import WakingWorker
@@ -67,8 +69,10 @@ def worker_settings(
     *,
     metrics: WorkerMetrics | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    listening: socket.socket | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `arq.worker.Worker`; `transport` is the tests' seam to Twilio."""
+    """Keyword arguments for `arq.worker.Worker`; `transport` is the tests' seam to Twilio,
+    `listening` the socket for /metrics (none: no endpoint)."""
     # One Twilio request, then up to PERSIST_WITHIN seconds to store its answer.
     job_timeout = SLOT_WAIT + settings.twilio_timeout + PERSIST_WITHIN + 2
     catalog = load_catalog(settings)
@@ -85,7 +89,7 @@ def worker_settings(
         for client in clients:
             await stack.enter_async_context(client)
         await stack.enter_async_context(
-            observed(ctx["redis"], settings.queue_name, metrics, settings.worker_metrics_port)
+            observed(ctx["redis"], settings.queue_name, metrics, listening)
         )
         twilio = TwilioClient(clients, catalog.accounts, settings.account_concurrency)
 
@@ -93,7 +97,7 @@ def worker_settings(
             twilio.use_accounts(reloaded.accounts)
 
         stack.enter_context(reload_on_sighup(settings, use))
-        ctx["deps"] = Deps(
+        ctx["deps"] = deps = Deps(
             settings=settings,
             records=Records(
                 ctx["redis"], queue=settings.queue_name, record_ttl=settings.record_ttl
@@ -108,6 +112,7 @@ def worker_settings(
             metrics=metrics,
             lease=timedelta(seconds=job_timeout + 1),
         )
+        await stack.enter_async_context(reconciling(deps, settings.reconcile_after))
         log.info(
             "worker ready", queue=settings.queue_name, concurrency=settings.worker_concurrency,
             accounts=len(catalog.accounts),
@@ -149,7 +154,9 @@ def create_worker(
     transport: httpx.AsyncBaseTransport | None = None,
     **overrides: Any,
 ) -> WakingWorker:
-    kwargs = worker_settings(settings, metrics=metrics, transport=transport)
+    """The worker, its metrics socket bound first: a port in use fails the start in one line."""
+    listening = metrics_socket(settings)
+    kwargs = worker_settings(settings, metrics=metrics, transport=transport, listening=listening)
     return WakingWorker(**{**kwargs, **overrides})
 
 

@@ -1,4 +1,5 @@
-"""Twilio's Streams REST API: create and stop, and what an answer means.
+"""Twilio's REST API as the worker uses it: create and stop a stream, fetch a call, and
+what each answer means.
 
 The client never retries by itself: a create is not idempotent, so whether and
 when to try again is decided by the job from the record (see `worker/retry.py`).
@@ -99,8 +100,9 @@ def transport_error(error: httpx.TransportError) -> Answer:
 
 
 class TwilioClient:
-    """Create and stop streams, for any configured account, over keep-alive clients used
-    in turn, with at most `concurrency` requests in flight per account."""
+    """Create and stop streams and fetch calls, for any configured account, over
+    keep-alive clients used in turn, with at most `concurrency` requests in flight per
+    account."""
 
     def __init__(
         self, http: Sequence[httpx.AsyncClient], accounts: Mapping[str, Account], concurrency: int
@@ -117,14 +119,15 @@ class TwilioClient:
             self._slots.setdefault(sid, asyncio.Semaphore(self._concurrency))
         self.accounts = accounts
 
-    async def _post(
-        self, account_sid: str, call_sid: str, tail: str, form: list[tuple[str, str]]
+    async def _send(
+        self, account_sid: str, tail: str, form: list[tuple[str, str]] | None = None
     ) -> Answer:
+        """POST `form` to the call's `tail`, or GET it without one."""
         account = self.accounts.get(account_sid)
         if account is None:
             message = f"account {account_sid} is not configured"
             return Answer("permanent", {}, TwilioError(code=None, message=message, more_info=None))
-        path = f"/2010-04-01/Accounts/{account_sid}/Calls/{call_sid}/Streams{tail}"
+        path = f"/2010-04-01/Accounts/{account_sid}/Calls/{tail}"
         slots = self._slots[account_sid]
         try:
             async with asyncio.timeout(SLOT_WAIT):
@@ -133,7 +136,13 @@ class TwilioClient:
             message = "the per-account concurrency cap is reached; not sent"
             return Answer("transient", {}, TwilioError(code=None, message=message, more_info=None))
         try:
-            response = await next(self._http).post(path, data=dict(form), auth=account.rest_auth)
+            client = next(self._http)
+            auth = account.rest_auth
+            response = await (
+                client.post(path, data=dict(form), auth=auth)
+                if form is not None
+                else client.get(path, auth=auth)
+            )
         except httpx.TransportError as error:
             return transport_error(error)
         finally:
@@ -160,12 +169,15 @@ class TwilioClient:
         ]
         for index, (key, value) in enumerate(parameters.items(), start=1):
             form += [(f"Parameter{index}.Name", key), (f"Parameter{index}.Value", value)]
-        return await self._post(account_sid, call_sid, ".json", form)
+        return await self._send(account_sid, f"{call_sid}/Streams.json", form)
 
     async def stop(self, account_sid: str, call_sid: str, sid_or_name: str) -> Answer:
-        return await self._post(
-            account_sid, call_sid, f"/{sid_or_name}.json", [("Status", "stopped")]
-        )
+        tail = f"{call_sid}/Streams/{sid_or_name}.json"
+        return await self._send(account_sid, tail, [("Status", "stopped")])
+
+    async def fetch_call(self, account_sid: str, call_sid: str) -> Answer:
+        """The Call resource: its `status` says whether the call rings, runs or ended."""
+        return await self._send(account_sid, f"{call_sid}.json")
 
 
 def http_clients(

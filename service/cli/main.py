@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from service import logs, sids
-from service.cli import operator
+from service.cli import operator, probe
 from service.cli.dev import run_dev
 from service.cli.simulate import simulate_call
 from service.config import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, ConfigError, Settings, load_settings
@@ -28,14 +28,17 @@ def _web(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.catalog import load_catalog
+    from service.http_server import IDLE_SECONDS, GuardedHttpTools
     from service.web.app import create_app
 
     settings = _settings(HOST=args.host, PORT=args.port)
     catalog = load_catalog(settings)  # fail here, in one line, not in each uvicorn worker
-    # The app logs each request itself (service.access), with its request id.
+    # The app logs each request itself (service.web.access), with its request id.
     run = functools.partial(
-        uvicorn.run, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        log_config=None, access_log=False, timeout_graceful_shutdown=20,
+        uvicorn.run, host=settings.host, port=settings.port, loop="uvloop",
+        http=GuardedHttpTools, limit_concurrency=settings.max_connections,
+        timeout_keep_alive=IDLE_SECONDS, log_config=None, access_log=False,
+        timeout_graceful_shutdown=20,
     )  # fmt: skip
     if args.workers > 1:
         run("service.cli.main:web_app", factory=True, workers=args.workers)
@@ -83,12 +86,26 @@ def _emulator(args: argparse.Namespace) -> int:
     import uvicorn
 
     from service.emulator import EmulatorConfig, create_emulator_app
+    from service.emulator.faults import FaultError, parse_drop_flag
+    from service.emulator.numbers import NumberError, parse_number_flag
 
     accounts = dict(a.split(":", 1) for a in args.account) or {DEV_ACCOUNT_SID: DEV_AUTH_TOKEN}
+    if args.answer_after is not None and not 0 <= args.answer_after < float("inf"):
+        raise ConfigError("--answer-after must be a number of seconds, 0 or more")
+    try:
+        numbers = [parse_number_flag(n, next(iter(accounts))) for n in args.number]
+    except NumberError as error:
+        raise ConfigError(f"--number {error}") from None
+    try:
+        drops = [parse_drop_flag(d) for d in args.drop]
+    except FaultError as error:
+        raise ConfigError(f"--drop {error}") from None
     logs.configure("console", "info")
     config = EmulatorConfig(
         accounts=accounts, latency=args.latency, max_concurrency=args.max_concurrency,
-        stream_started_delay=args.stream_started_delay, faults=args.fault, seed=args.seed,
+        stream_started_delay=args.stream_started_delay, faults=[*args.fault, *drops],
+        seed=args.seed, numbers=numbers, ringing_create=args.ringing_create,
+        answer_after=args.answer_after,
     )  # fmt: skip
     app = create_emulator_app(config)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None)
@@ -153,9 +170,33 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--fault", type=_fault, action="append", default=[],
         help="KIND[:RATIO[:OPERATION[:SECONDS]]], repeatable; KIND is one of "
-        "latency, 429, 500, 503, timeout, reset-before, reset-after",
+        "latency, 429, 500, 503, timeout, reset-before, reset-after; "
+        "OPERATION is create, stop, fetch or any (default)",
+    )  # fmt: skip
+    emulator.add_argument(
+        "--drop", action="append", default=[], metavar="CALLBACK[:RATIO[:COUNT]]",
+        help="lose a callback, never sent nor retried (logged with dropped: true), repeatable; "
+        "CALLBACK is a call status (completed, busy, no-answer, canceled, failed, in-progress, "
+        "ringing, initiated, queued) or a stream event (stream-started, stream-stopped, "
+        "stream-error); RATIO defaults to 1, COUNT to every time",
     )  # fmt: skip
     emulator.add_argument("--seed", type=int, help="seed for the faults' random draws")
+    emulator.add_argument(
+        "--number", action="append", default=[], metavar="NUMBER=VOICE_URL[,STATUS_CALLBACK]",
+        help="a phone number of the first account, repeatable: its Voice URL (requested with "
+        "POST when a call comes in) and its optional call status callback (sent only "
+        "the final status); the callback starts at the comma before its http(s)://",
+    )  # fmt: skip
+    emulator.add_argument(
+        "--answer-after", type=float, metavar="SECONDS",
+        help="a call to a number is answered this long after its Voice URL answered "
+        "(default: it rings until answered through the control API)",
+    )  # fmt: skip
+    emulator.add_argument(
+        "--ringing-create", choices=("refuse", "accept"), default="refuse",
+        help="a stream create on a ringing call: refuse (400, 21220; the default) or accept "
+        "(its stream-started is sent when the call is answered)",
+    )  # fmt: skip
     emulator.set_defaults(run=_emulator)
 
     dev = commands.add_parser("dev", help="everything on this machine, against the emulator")
@@ -174,6 +215,7 @@ def parser() -> argparse.ArgumentParser:
     simulate.set_defaults(run=_simulate)
 
     operator.add_parser(commands)
+    probe.add_parser(commands)
     return root
 
 

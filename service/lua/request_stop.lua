@@ -1,9 +1,10 @@
 -- Operator stop. A start not yet made is skipped here; a start in flight is
 -- left to its job, which sees `desired` when it finishes; a live stream gets a
 -- stop job. KEYS: call hash, queue, the stop job's key. ARGV: name, now_iso, now_ms,
--- wake channel, then the stop job's id, payload, score, expires_ms.
+-- wake channel, the stop job's id, payload, score, expires_ms, then the account the
+-- operator may reach ('' for every account): another's call has no such record.
 local rec = load(ARGV[1])
-if rec == nil then return false end
+if rec == nil or (ARGV[9] ~= '' and rec.account_sid ~= ARGV[9]) then return false end
 local now_iso, now_ms = ARGV[2], tonumber(ARGV[3])
 rec.desired = 'stopped'
 if rec.status == 'pending' and rec.attempts == 0 and not leased(rec, now_ms) then

@@ -1,10 +1,15 @@
 -- Stream status callback. Events may arrive late, twice or out of order, so a
 -- record only ever moves forward: pending → in-progress → stopped/failed.
--- ARGV: stream_sid, stream_name, event, error message, now_iso.
+-- KEYS: call hash, the unsettled calls. ARGV: stream_sid, stream_name, event, error
+-- message, now_iso, call_sid, account_sid.
 -- Returns the record, and 1 if this was the record's first stream-started event
--- (the hidden `_s` field remembers it, for the answered → started histogram).
+-- (the hidden `_s` field remembers it, for the answered → started histogram); false
+-- for an unknown stream; {'wrong-account'} for another account's call, {'wrong-sid'}
+-- when the named stream has another SID and no stream has this one.
 local sid, name, event, message, now_iso = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if not owned_by(ARGV[7]) then return {'wrong-account'} end
 local rec = load(name)
+local named = rec
 if rec == nil or (rec.sid ~= null and rec.sid ~= sid) then
   rec = nil
   local fields = redis.call('HGETALL', call_key)
@@ -15,7 +20,9 @@ if rec == nil or (rec.sid ~= null and rec.sid ~= sid) then
     end
   end
 end
+if rec == nil and named ~= nil then return {'wrong-sid'} end
 if rec == nil then return false end
+if redis.call('HEXISTS', call_key, '@ended') == 0 then heard(KEYS[2], ARGV[6]) end
 if rec.sid == null then rec.sid = sid end
 local rank = RANK[rec.status]
 if event == 'stream-started' and rank < 1 then

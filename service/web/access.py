@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 log = structlog.get_logger("callstreams.access")
 _HEADERS = (b"x-request-id", b"i-twilio-idempotency-token")
 _MAX_ID = 128
+CLIENT_GONE = 499  # the status logged for a client that disconnected before its answer
 
 
 def _request_id(scope: Scope) -> str:
@@ -51,7 +52,9 @@ class AccessLog:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                log.info(
+                # A client that went away mid-request is no news: debug level.
+                emit = log.debug if status == CLIENT_GONE else log.info
+                emit(
                     "request", method=scope["method"], path=scope["path"], status=status,
                     ms=round((time.perf_counter() - started) * 1000, 2),
                 )  # fmt: skip

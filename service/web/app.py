@@ -18,7 +18,7 @@ from service.catalog import Catalog, load_catalog
 from service.config import Settings
 from service.reload import reload_on_sighup
 from service.store import Records
-from service.web import api, health, webhooks
+from service.web import api, health, voice, webhooks
 from service.web.access import AccessLog
 from service.web.errors import HANDLERS
 from service.web.metrics import WebMetrics
@@ -65,8 +65,17 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> Starlette:
         finally:
             await redis.aclose()
 
-    routes = [*webhooks.routes, *api.routes, *health.routes, Route("/metrics", metrics)]
-    return Starlette(
+    routes = [
+        *webhooks.routes,
+        *voice.routes,
+        *api.routes,
+        *health.routes,
+        Route("/metrics", metrics),
+    ]
+    app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers=HANDLERS,
         middleware=[Middleware(AccessLog)],
     )  # fmt: skip
+    # `/twilio/voice/` is not `/twilio/voice`: a 404, never a redirect built from `Host`.
+    app.router.redirect_slashes = False
+    return app

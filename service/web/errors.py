@@ -9,12 +9,13 @@ from typing import Any
 import structlog
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ExceptionHandler
 
 from service.record import StreamRecord
-from service.store import StoreUnavailable
+from service.store import StoreUnavailable, WrongAccount, WrongStream
+from service.web.access import CLIENT_GONE
 from service.web.schemas import Error
 
 _ERROR = TypeAdapter(Error)
@@ -64,6 +65,24 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     return error_response(503, "redis unavailable", "try again shortly", {"Retry-After": "1"})
 
 
+async def _not_yours(request: Request, exc: Exception) -> Response:
+    """A webhook about a call of another account, or a stream it contradicts."""
+    log.warning("refused: contradicts the call's record", path=request.url.path,
+                refusal=type(exc).__name__)  # fmt: skip
+    detail = (
+        "this call belongs to another account"
+        if isinstance(exc, WrongAccount)
+        else "StreamSid is not the SID of the stream with this name"
+    )
+    return error_response(403, "forbidden", detail)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client disconnected mid-request: nobody to answer, nothing to report."""
+    log.debug("client disconnected", path=request.url.path)
+    return Response(status_code=CLIENT_GONE)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unexpected error", path=request.url.path)
     return error_response(500, "internal error", None)
@@ -73,5 +92,8 @@ HANDLERS: dict[Any, ExceptionHandler] = {
     ApiError: _api_error,
     HTTPException: _http_error,
     StoreUnavailable: _redis_down,
+    WrongAccount: _not_yours,
+    WrongStream: _not_yours,
+    ClientDisconnect: _client_gone,
     Exception: _unexpected,
 }

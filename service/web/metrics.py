@@ -35,6 +35,13 @@ class WebMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.voice_calls = Counter(
+            "callstreams_voice_calls",
+            "Incoming calls at the voice front door: claimed, untracked (Redis unavailable), "
+            "unknown-number",
+            ["outcome"],
+            registry=r,
+        )
         self.redis_up = Gauge(
             "callstreams_redis_up", "1 if Redis answered the last readiness check", registry=r
         )

@@ -53,7 +53,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "invalid field or body",
         401: "no bearer token",
         403: "wrong bearer token",
-        404: "no such stream or call",
+        404: "no such stream, call, account or profile",
         409: "a stream with this name exists, or the call ended",
         413: "body too large",
         415: "not application/json",
@@ -92,7 +92,7 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [_query("account_sid"), _query("limit")],
                 "responses": {
                     "200": {"description": "calls", "content": _json("CallList")},
-                    **_errors(400, 401, 403, 503),
+                    **_errors(400, 401, 403, 404, 503),
                 },
             },
         },
@@ -120,7 +120,7 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": {"required": True, "content": _json("StartRequest")},
                 "responses": {
                     "202": {"description": "queued", "content": _json("Stream")},
-                    **_errors(400, 401, 403, 409, 413, 415, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 503),
                 },
             },
         },

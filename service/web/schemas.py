@@ -7,7 +7,15 @@ models (see `openapi.py`), so the document says exactly what is accepted.
 
 from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+)
 from typing_extensions import TypedDict
 
 from service import sids
@@ -63,11 +71,18 @@ StartRequest = Annotated[
 START: TypeAdapter[StartByProfile | StartInline] = TypeAdapter(StartRequest)
 
 
+def _digits(value: Any) -> Any:
+    """A query value is text: a whole number is written in ASCII digits, nothing else."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError(f"a whole number from 1 to {MAX_CALLS}")
+    return value
+
+
 class CallsQuery(_Body):
     """The query of `GET /v1/calls`."""
 
     account_sid: AccountSid | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_CALLS)] = 50
+    limit: Annotated[int, Field(ge=1, le=MAX_CALLS), BeforeValidator(_digits)] = 50
 
 
 class StreamList(TypedDict):
