@@ -21,3 +21,13 @@ def seconds_since(stamp: str | None) -> float | None:
     if stamp is None:
         return None
     return (datetime.now(UTC) - datetime.fromisoformat(stamp)).total_seconds()
+
+
+def ms_to_iso(ms: float) -> str:
+    """Epoch milliseconds (as records are stored) as a record timestamp."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_to_ms(stamp: str) -> int:
+    return round(datetime.fromisoformat(stamp).timestamp() * 1000)

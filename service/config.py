@@ -261,6 +261,7 @@ class DevSettings(BaseSettings):
     api_token: SecretStr = Field(SecretStr(DEV_API_TOKEN), alias="CALLSTREAMS_API_TOKEN")
     config_file: Path | None = Field(None, alias="CALLSTREAMS_CONFIG")
     stream_url: str | None = Field(None, alias="STREAM_URL")
+    voice_twiml_url: str | None = Field(None, alias="VOICE_TWIML_URL")
     log_format: Literal["json", "console"] = Field("console", alias="CALLSTREAMS_LOG_FORMAT")
 
 

@@ -1,10 +1,12 @@
-"""arq's wire format, owned here: job ids, payloads, keys, the wake channel, taking a job.
+"""arq's wire format, owned here: job ids, payloads, keys, the wake channel, a job run.
 
 The web process never calls arq: its Lua scripts write a job in the same step as the
 record that needs it (see `store.py`), byte for byte as arq's `enqueue_job` would,
-with JSON rather than pickle. The worker runs those jobs with arq, woken by a PUBLISH
-on the wake channel (see `worker/wakeup.py`). arq is pinned below its next minor
-release, and `tests/test_queue.py` fails if the internals used here change shape.
+with JSON rather than pickle. The worker, woken by a PUBLISH on the wake channel,
+takes and completes those jobs in the scripts that change their records (`Run`):
+an arq job's id already names its function and arguments. arq is pinned below its
+next minor release, and `tests/test_queue.py` fails if the internals used here
+change shape.
 """
 
 import json
@@ -13,11 +15,8 @@ from typing import Any
 
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from service.clock import now_ms
-from service.scripts import script
 
 START = "start_stream"  # (call_sid, name): create a stream
 STOP = "stop_stream"  # (call_sid, name): stop a stream
@@ -73,18 +72,23 @@ def job(function: str, *args: str, at_ms: int | None = None, defer_ms: int = 0) 
     return JobSpec(":".join((function, *args)), payload, at_ms + defer_ms, JOB_EXPIRY_MS)
 
 
-class Taker:
-    """Marks a due job running, in one round trip (arq's own start takes three)."""
+@dataclass(frozen=True)
+class Run:
+    """A job a worker runs: taken, and then done or retried, in the same Lua steps as
+    the record it works on (see `store.py`), where arq takes three round trips to
+    start a job and one to finish it."""
 
-    def __init__(self, redis: Redis, queue: str, lock_ms: int) -> None:
-        self._script: AsyncScript = script(redis, "take_job")
-        self._queue = queue
-        self._lock_ms = lock_ms
+    job_id: str
+    queue: str
+    lock_ms: int  # how long the job stays marked running should its worker die
 
-    async def take(self, job_id: str) -> int | None:
-        """The job's score if this worker may run it now; None if it is running
-        elsewhere, finished, or deferred."""
-        score = await self._script(
-            keys=[in_progress_key(job_id), self._queue], args=[job_id, now_ms(), self._lock_ms]
-        )
-        return None if score is None else int(score)
+    @property
+    def keys(self) -> list[str]:
+        """The job's key, its running mark, the queue: in this order in the scripts."""
+        return [job_key(self.job_id), in_progress_key(self.job_id), self.queue]
+
+
+def parse_job_id(job_id: str) -> tuple[str, tuple[str, ...]] | None:
+    """The function and arguments a job id of ours stands for; None for any other id."""
+    function, *args = job_id.split(":")
+    return (function, tuple(args)) if function in (START, STOP) and len(args) == 2 else None

@@ -1,38 +1,49 @@
-"""Stream records in Redis: one per (call, name), all of a call in one hash.
+"""Stream records in Redis: one per (call, name), all of a call in one compact value.
 
 Every change is one Lua script, so each webhook or job step is a single atomic
 round trip, and enqueuing a job happens inside the same script as the record
-change that needs it. See the README's Guarantees section for the reasoning.
+change that needs it. See the README's Guarantees section for the reasoning, and
+`lua/common.lua` for the stored form (rows of fields by position, about a third of
+the memory of JSON objects). Calls stored in the earlier form, a hash of JSON
+records, are read as well and rewritten in the compact form on their next change.
 """
 
 import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import queue as queue_wire
-from service.clock import now_iso, now_ms
-from service.record import FINAL, RECORD, StreamRecord
+from service.clock import now_ms
+from service.record import (
+    FINAL,
+    RECORD,
+    StreamRecord,
+    compact_date,
+    from_row,
+    stream_uri,
+    to_row,
+)
 from service.scripts import script
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CALL_KEY = "callstreams:call:"  # + CallSid: the call's hash, one field per stream name
+CALL_KEY = "callstreams:call:"  # + CallSid: the call and its records
 ACCOUNT_KEY = "callstreams:account:"  # + AccountSid + ":calls": the account's calls by time
 # Calls with unfinished records, by the time of their last Twilio event (Redis ms).
 UNSETTLED_KEY = "callstreams:calls:unsettled"
 RECONCILER_KEY = "callstreams:reconciler"  # whose turn it is to reconcile
 Outcome = Literal["created", "stopped", "skipped", "failed", "retry"]
-Action = Literal["create", "poll", "stop", "done", "busy", "gone"]
+Action = Literal["create", "poll", "stop", "done", "busy", "gone", "elsewhere"]
 ClaimMode = Literal["answered", "door", "operator", "restart"]
 Claim = Literal["claimed", "exists", "ended"]
 # A live call's records are kept at least this long even if its end is never reported.
@@ -57,21 +68,47 @@ class WrongStream(Exception):
     """A stream callback names a stream whose known SID is another: nothing was changed."""
 
 
-def _decode(raw: bytes | str) -> StreamRecord:
-    """A record in the documented field order, without the worker's lease."""
-    return RECORD.validate_json(raw)
+def _record(call_sid: str, raw: bytes | str) -> StreamRecord:
+    """A record as a script answers it: the call's account, the name, the row."""
+    account_sid, name, row = json.loads(raw)
+    return from_row(call_sid, account_sid, name, row)
 
 
-def _sorted(fields: dict[bytes, bytes]) -> list[StreamRecord]:
-    """A call's records from its hash, oldest first."""
-    return sorted(
-        (_decode(raw) for name, raw in fields.items() if not name.startswith(b"@")),
-        key=lambda r: (r["created_at"], r["name"]),
-    )
+def _oldest_first(records: list[StreamRecord]) -> list[StreamRecord]:
+    return sorted(records, key=lambda r: (r["created_at"], r["name"]))
 
 
-def _script(redis: Redis, name: str) -> Any:
-    return script(redis, "common", name)
+@dataclass(frozen=True)
+class Call:
+    """A call as stored: whose it is, what is known of it, and its records."""
+
+    account_sid: str | None = None
+    ended: str | None = None  # the terminal status, once the call ended
+    door_ms: int | None = None  # when it came in through the front door (Redis ms)
+    answered: bool = False  # its answer was seen (a front-door call)
+    records: list[StreamRecord] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, call_sid: str, raw: bytes) -> "Call":
+        rows, account_sid, ended, door_ms, answered = (*json.loads(raw), None, None, None, None)[:5]
+        records = [from_row(call_sid, account_sid, name, row) for name, row in rows.items()]
+        return cls(account_sid, ended, door_ms, answered is not None, _oldest_first(records))
+
+    @classmethod
+    def parse_hash(cls, fields: dict[bytes, bytes]) -> "Call":
+        """A call stored in the earlier form: a hash of JSON records and '@' facts."""
+        records = [
+            RECORD.validate_json(raw) for name, raw in fields.items() if not name.startswith(b"@")
+        ]
+        account = fields.get(b"@account")
+        ended, door = fields.get(b"@ended"), fields.get(b"@door")
+        return cls(
+            account.decode() if account else (records[0]["account_sid"] if records else None),
+            ended.decode() if ended else None,
+            int(door) if door else None,
+            b"@answered" in fields,
+            _oldest_first(records),
+        )
 
 
 def _bounded(
@@ -105,6 +142,10 @@ class CallState:
     @property
     def unsettled(self) -> list[StreamRecord]:
         return [r for r in self.records if r["status"] not in FINAL]
+
+
+def _script(redis: Redis, name: str) -> Any:
+    return script(redis, "common", name)
 
 
 class Records:
@@ -151,20 +192,19 @@ class Records:
         not created at all: `ended` without a record). See `lua/claim.lua` for the modes.
         The records are of one account; WrongAccount if the call is another's.
         """
-        records = list(records)
         account_sid = records[0]["account_sid"]
+        stamp = now_ms()
         argv: list[Any] = [
-            now_iso(), self.live_ttl, self.ended_ttl, mode, call_sid, self.channel, account_sid,
+            stamp, self.live_ttl, self.ended_ttl, mode, call_sid, self.channel, account_sid,
         ]  # fmt: skip
-        stamp, defer_ms = now_ms(), int(defer.total_seconds() * 1000)
+        defer_ms = int(defer.total_seconds() * 1000)
         job_keys = []
         for record in records:
-            argv.append(RECORD.dump_json(record))
             start = queue_wire.job(
                 queue_wire.START, call_sid, record["name"], at_ms=stamp, defer_ms=defer_ms
             )
             job_keys.append(start.key)
-            argv.extend(start.argv())
+            argv += [record["name"], json.dumps(to_row(record)), *start.argv()]
         keys = [
             self.key(call_sid), self.queue, self.account_key(account_sid), UNSETTLED_KEY,
             *job_keys,
@@ -173,7 +213,7 @@ class Records:
         if result == [b"wrong-account"]:
             raise WrongAccount(call_sid)
         return [
-            (cast(Claim, result[i].decode()), _decode(result[i + 1]))
+            (cast(Claim, result[i].decode()), _record(call_sid, result[i + 1]))
             for i in range(0, len(result), 2)
             if result[i + 1]
         ]
@@ -184,7 +224,7 @@ class Records:
         says how the end was learnt when not from Twilio's status callback."""
         done = await self._call_ended(
             keys=[self.key(call_sid), UNSETTLED_KEY],
-            args=[status, now_iso(), now_ms(), self.ended_ttl, call_sid, why, account_sid],
+            args=[status, now_ms(), self.ended_ttl, call_sid, why, account_sid],
         )
         if not done:
             raise WrongAccount(call_sid)
@@ -204,13 +244,13 @@ class Records:
         WrongStream when the callback contradicts what is known of the call."""
         result = await self._stream_event(
             keys=[self.key(call_sid), UNSETTLED_KEY],
-            args=[stream_sid, stream_name, event, message, now_iso(), call_sid, account_sid],
+            args=[stream_sid, stream_name, event, message, now_ms(), call_sid, account_sid],
         )
         if result == [b"wrong-account"]:
             raise WrongAccount(call_sid)
         if result == [b"wrong-sid"]:
             raise WrongStream(stream_name)
-        return (_decode(result[0]), result[1] == 1) if result else None
+        return (_record(call_sid, result[0]), result[1] == 1) if result else None
 
     def _follow_up(self, job: queue_wire.JobSpec) -> tuple[str, list[bytes | str | int]]:
         """A job a script may enqueue: its key, and its arguments (channel first)."""
@@ -225,64 +265,93 @@ class Records:
         job_key, enqueue = self._follow_up(queue_wire.job(queue_wire.STOP, call_sid, name))
         raw = await self._request_stop(
             keys=[self.key(call_sid), self.queue, job_key],
-            args=[name, now_iso(), now_ms(), *enqueue, account_sid or ""],
+            args=[name, now_ms(), *enqueue, account_sid or ""],
         )
-        return _decode(raw) if raw else None
+        return _record(call_sid, raw) if raw else None
 
     @_bounded
     async def begin(
-        self, call_sid: str, name: str, kind: Literal["start", "stop"], lease: timedelta
+        self,
+        call_sid: str,
+        name: str,
+        kind: Literal["start", "stop"],
+        lease: timedelta,
+        run: queue_wire.Run,
     ) -> tuple[Action, StreamRecord | None, int | None]:
-        """Decide a job's action and, when it calls Twilio, take the record's lease. Also
-        how long ago (ms) the call came in through the front door, while its answer has
-        not been seen (see `lua/begin.lua`)."""
+        """Take the job `run` and decide its action; when it calls Twilio, take the
+        record's lease (a record leased by another job: `busy`, the job tried again
+        after the lease). Also how long ago (ms) the call came in through the front
+        door, while its answer has not been seen (see `lua/begin.lua`)."""
+        lease_ms = int(lease.total_seconds() * 1000)
         action, raw, waited = await self._begin(
-            keys=[self.key(call_sid)],
-            args=[name, kind, now_ms(), int(lease.total_seconds() * 1000), now_iso()],
+            keys=[self.key(call_sid), *run.keys],
+            args=[name, kind, now_ms(), lease_ms, run.job_id, run.lock_ms, lease_ms],
         )
-        record = _decode(raw) if raw else None
+        record = _record(call_sid, raw) if raw else None
         return cast(Action, action.decode()), record, waited if waited >= 0 else None
 
     @_bounded
     async def finish(
-        self, call_sid: str, name: str, outcome: Outcome, /, **patch: object
+        self,
+        call_sid: str,
+        name: str,
+        outcome: Outcome,
+        run: queue_wire.Run,
+        again: float | None = None,
+        /,
+        **patch: object,
     ) -> StreamRecord | None:
-        """Record Twilio's answer for a record this worker holds the lease on."""
+        """Record Twilio's answer for a record this worker holds the lease on, and
+        complete the job: done, or due again `again` seconds from now."""
         job_key, enqueue = self._follow_up(queue_wire.job(queue_wire.STOP, call_sid, name))
+        run_key, running, _ = run.keys
+        stamp = now_ms()
+        again_ms = "" if again is None else stamp + int(again * 1000)
         raw = await self._finish(
-            keys=[self.key(call_sid), self.queue, job_key],
-            args=[name, outcome, json.dumps(patch), now_iso(), *enqueue],
+            keys=[self.key(call_sid), self.queue, job_key, run_key, running],
+            args=[name, outcome, json.dumps(patch), stamp, *enqueue, run.job_id, again_ms],
         )
-        return _decode(raw) if raw else None
+        return _record(call_sid, raw) if raw else None
+
+    @staticmethod
+    def twilio_patch(call_sid: str, account_sid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What a record keeps of Twilio's Stream resource; the usual `uri` is implied."""
+        sid, uri = body.get("sid"), body.get("uri")
+        if isinstance(sid, str) and uri == stream_uri(account_sid, call_sid, sid):
+            uri = None
+        return {"sid": sid, "date_updated": compact_date(body.get("date_updated")), "uri": uri}
 
     @_bounded
     async def answered(self, call_sid: str) -> None:
         """The front-door call's answer was seen: its waiting records get their answer time."""
-        await self._answered(keys=[self.key(call_sid)], args=[now_iso()])
+        await self._answered(keys=[self.key(call_sid)], args=[now_ms()])
 
     @_bounded
     async def skip_unanswered(self, call_sid: str, reason: str) -> int:
         """Skip the starts still waiting for the call's answer; how many were."""
         skipped: int = await self._skip_unanswered(
-            keys=[self.key(call_sid)], args=[now_iso(), now_ms(), reason]
+            keys=[self.key(call_sid)], args=[now_ms(), reason]
         )
         return skipped
+
+    async def _read(self, call_sid: str) -> Call:
+        key = self.key(call_sid)
+        try:
+            raw = await self.redis.get(key)
+        except ResponseError as error:
+            if "WRONGTYPE" not in str(error):
+                raise
+            return Call.parse_hash(
+                await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(key))
+            )
+        return Call.parse(call_sid, raw) if raw else Call()
 
     @_bounded
     async def call(self, call_sid: str) -> CallState:
         """The call's records and what is known of the call itself."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.key(call_sid))
-            pipe.time()
-            fields, (seconds, micros) = await pipe.execute()
-        door = fields.get(b"@door")
-        ended = fields.get(b"@ended")
-        return CallState(
-            records=_sorted(fields),
-            ended=ended.decode() if ended else None,
-            door_age_ms=seconds * 1000 + micros // 1000 - int(door) if door else None,
-            answered=b"@answered" in fields,
-        )
+        call, (seconds, micros) = await asyncio.gather(self._read(call_sid), self.redis.time())
+        age = seconds * 1000 + micros // 1000 - call.door_ms if call.door_ms else None
+        return CallState(call.records, call.ended, age, call.answered)
 
     @_bounded
     async def take_due(self, period: timedelta, limit: int) -> list[str]:
@@ -314,25 +383,29 @@ class Records:
         self, account_sid: str, limit: int
     ) -> list[tuple[str, str | None, list[StreamRecord]]]:
         """The account's most recent calls: SID, how the call ended (if it did), records."""
-        sids = await self.redis.zrevrange(self.account_key(account_sid), 0, limit - 1)
+        found = await self.redis.zrevrange(self.account_key(account_sid), 0, limit - 1)
+        sids = [sid.decode() for sid in found]
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid in sids:
-                pipe.hgetall(self.key(sid.decode()))
-            hashes = await pipe.execute()
-        return [
-            (sid.decode(), ended.decode() if (ended := fields.get(b"@ended")) else None,
-             _sorted(fields))
-            for sid, fields in zip(sids, hashes, strict=True)
-            if fields
+                pipe.get(self.key(sid))
+            values = await pipe.execute(raise_on_error=False)
+        calls = [
+            # A call still in the earlier form: WRONGTYPE, read as a hash instead.
+            await self._read(sid) if isinstance(raw, ResponseError) else
+            (Call.parse(sid, raw) if raw else Call())
+            for sid, raw in zip(sids, values, strict=True)
         ]  # fmt: skip
+        return [
+            (sid, call.ended, call.records)
+            for sid, call in zip(sids, calls, strict=True)
+            if call.records
+        ]
 
     @_bounded
     async def get(self, call_sid: str, name: str) -> StreamRecord | None:
-        raw = await cast(Awaitable[bytes | None], self.redis.hget(self.key(call_sid), name))
-        return _decode(raw) if raw and not name.startswith("@") else None
+        return next((r for r in (await self._read(call_sid)).records if r["name"] == name), None)
 
     @_bounded
     async def of_call(self, call_sid: str) -> list[StreamRecord]:
         """The call's records, oldest first."""
-        fields = await cast(Awaitable[dict[bytes, bytes]], self.redis.hgetall(self.key(call_sid)))
-        return _sorted(fields)
+        return (await self._read(call_sid)).records

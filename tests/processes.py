@@ -1,10 +1,11 @@
 """Real processes on loopback for end-to-end tests: emulator, web, worker."""
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,18 @@ from typing import Any
 
 from service.cli.dev import free_port, http_ok
 from tests.helpers import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, STREAM_URL
+
+
+async def until_async(
+    check: Callable[[], Awaitable[Any]], within: float = 15.0, what: str = "condition"
+) -> Any:
+    """`until` for a coroutine check, without blocking the loop the check needs."""
+    deadline = time.monotonic() + within
+    while not (result := await check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {within}s")
+        await asyncio.sleep(0.02)
+    return result
 
 
 def until(check: Callable[[], Any], within: float = 15.0, what: str = "condition") -> Any:

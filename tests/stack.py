@@ -1,7 +1,10 @@
 """The web app and the Twilio emulator in process, and workers run in burst mode: the
 seam for tests of the worker's behaviour against Twilio without real sockets."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -50,6 +53,22 @@ class Stack:
         try:
             await worker.async_run()
         finally:
+            await worker.close()
+
+    @asynccontextmanager
+    async def worker(self, **overrides: Any) -> AsyncIterator[None]:
+        """A worker running in the background while the block runs."""
+        worker = create_worker(
+            self.settings, metrics=self.metrics, transport=self.transport, poll_delay=0.05,
+            handle_signals=False, **overrides,
+        )  # fmt: skip
+        task = asyncio.create_task(worker.async_run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             await worker.close()
 
     async def streams(self, sid: str) -> list[dict[str, Any]]:

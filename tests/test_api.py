@@ -238,3 +238,13 @@ async def test_a_trailing_slash_is_404_not_a_redirect(client: httpx.AsyncClient)
         assert response.status_code in (404, 405)
         assert "location" not in response.headers
         assert response.json()["error"]
+
+
+async def test_a_profile_started_under_another_name_keeps_its_profile(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"profile": "transcription", "name": "second-pass"}
+    response = await client.post(STREAMS, json=body, headers=AUTH)
+    assert response.status_code == 202
+    record = response.json()
+    assert (record["name"], record["profile"]) == ("second-pass", "transcription")

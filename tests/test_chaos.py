@@ -1,7 +1,9 @@
-"""Chaos on loopback: duplicate deliveries, Twilio faults, a killed worker, a Redis restart.
+"""Chaos on loopback: duplicate deliveries, Twilio faults, a killed worker, a Redis restart,
+inbound calls hung up while ringing and ended calls whose callbacks are lost.
 
 What users are promised, checked at the end: no call gets a second stream of a
-name, and every answered call ends with a started stream or a record saying why.
+name, every answered call ends with a started stream or a record saying why, and
+every ended call's records end too, callbacks lost or not.
 """
 
 import time
@@ -27,6 +29,11 @@ FAULTS = [
     {"kind": "latency", "ratio": 0.2, "seconds": 0.05},
 ]
 FINAL = {"in-progress", "stopped", "failed", "skipped"}
+ENDED = {"stopped", "failed", "skipped"}
+INBOUND = 30
+NUMBER = "+15550009999"
+# Half the ended calls' completed callbacks and stream-stopped callbacks are lost.
+LOSSES = [{"kind": "drop", "callback": c, "ratio": 0.5} for c in ("completed", "stream-stopped")]
 
 
 @pytest.fixture
@@ -36,6 +43,9 @@ def services(own_redis: RedisServer, tmp_path: Path) -> Iterator[Services]:
         "CALLSTREAMS_RETRY_BASE_DELAY": "0.05",
         "CALLSTREAMS_RETRY_MAX_DELAY": "0.5",
         "CALLSTREAMS_RETRY_MAX_ATTEMPTS": "30",
+        "VOICE_TWIML_URL": "http://127.0.0.1:9/owner-twiml",  # refused: Twilio's own business
+        "CALLSTREAMS_ANSWER_WAIT": "20s",
+        "CALLSTREAMS_RECONCILE_AFTER": "2s",
     }
     with running_stack(own_redis.url, tmp_path, None, **env) as running:
         yield running
@@ -55,11 +65,34 @@ def answer_calls(twilio: httpx.Client, web: str, count: int) -> list[str]:
     return sids
 
 
-def settled(api: httpx.Client, sids: list[str], within: float) -> dict[str, list[dict[str, Any]]]:
+def inbound_calls(twilio: httpx.Client, web: str, count: int) -> tuple[list[str], list[str]]:
+    """Calls that come in through the front door: a third hung up while ringing, the
+    rest answered. Both lists of SIDs."""
+    twilio.put(
+        f"/_emulator/numbers/{NUMBER}",
+        json={"voice_url": f"{web}/twilio/voice#rc=3&rp=all",
+              "status_callback": f"{web}/twilio/call-status#rc=5&rp=all"},
+    )  # fmt: skip
+    hung_up: list[str] = []
+    answered_calls: list[str] = []
+    for n in range(count):
+        call = twilio.post("/_emulator/calls/inbound", json={"to": NUMBER}).json()["call"]["sid"]
+        (hung_up if n % 3 == 0 else answered_calls).append(call)
+    time.sleep(1)  # their first starts are refused while they ring
+    for call in hung_up:
+        twilio.post(f"/_emulator/calls/{call}/complete", json={"status": "canceled"})
+    for call in answered_calls:
+        twilio.post(f"/_emulator/calls/{call}/answer")
+    return hung_up, answered_calls
+
+
+def settled(
+    api: httpx.Client, sids: list[str], within: float, final: set[str] = FINAL
+) -> dict[str, list[dict[str, Any]]]:
     deadline = time.monotonic() + within
     while True:
         records = {sid: api.get(f"/v1/calls/{sid}/streams").json()["streams"] for sid in sids}
-        waiting = [s for s, r in records.items() if not r or r[0]["status"] not in FINAL]
+        waiting = [s for s, r in records.items() if not r or r[0]["status"] not in final]
         if not waiting or time.monotonic() > deadline:
             return records
         time.sleep(0.2)
@@ -121,12 +154,24 @@ def test_chaos(services: Services, own_redis: RedisServer) -> None:
         sids += answer_calls(twilio, services.web, CALLS - len(sids))
 
         records = settled(api, sids, within=45)
+
+        # Inbound calls, then every answered call ends with half its callbacks lost.
+        hung_up, answered_in = inbound_calls(twilio, services.web, INBOUND)
+        records.update(settled(api, hung_up + answered_in, within=45))
+        twilio.put("/_emulator/faults", json={"faults": FAULTS + LOSSES})
+        for call in sids + answered_in:
+            twilio.post(f"/_emulator/calls/{call}/complete")
+        ended = settled(api, sids + hung_up + answered_in, within=60, final=ENDED)
         twilio.delete("/_emulator/faults")
         requests = twilio.get("/_emulator/requests").json()["requests"]
         streams_per_call: dict[str, int] = defaultdict(int)
         for stream in twilio.get("/_emulator/streams").json()["streams"]:
             streams_per_call[stream["call_sid"]] += 1
+        twilio_webhooks = twilio.get("/_emulator/webhooks").json()["webhooks"]
 
+    unsettled = [s for s, r in ended.items() if not r or r[0]["status"] not in ENDED]
+    lost = sum(1 for w in twilio_webhooks if w.get("dropped"))
+    rang_out = [s for s in hung_up if records[s][0]["status"] != "skipped" or streams_per_call[s]]
     unexplained = [s for s, r in records.items() if not r or r[0]["status"] not in FINAL]
     without_stream = [s for s, r in records.items() if r and r[0]["status"] != "in-progress"]
     unexplained += [s for s in without_stream if not records[s][0]["error"]]
@@ -137,7 +182,9 @@ def test_chaos(services: Services, own_redis: RedisServer) -> None:
         f"{duplicates} duplicate creates, {max(streams_per_call.values())} max streams per call, "
         f"{len(without_stream)} calls without a started stream "
         f"({len(unexplained)} without an explanatory record), "
-        f"creates lost with the killed worker were made {recovered_in:.1f} s after the kill"
+        f"creates lost with the killed worker were made {recovered_in:.1f} s after the kill; "
+        f"{INBOUND} inbound calls ({len(hung_up)} hung up while ringing), {lost} callbacks "
+        f"lost, {len(unsettled)} ended calls left unsettled"
     )
     assert down.status_code == 503
     assert undelivered.status_code == 503  # nothing acknowledged while Redis was down
@@ -145,3 +192,7 @@ def test_chaos(services: Services, own_redis: RedisServer) -> None:
     assert max(streams_per_call.values()) == 1
     assert unexplained == []
     assert faults > 0
+    assert lost > 0
+    assert unsettled == []
+    assert rang_out == []  # hung up while ringing: skipped, and no stream at Twilio
+    assert all(records[s][0]["status"] == "in-progress" for s in answered_in)

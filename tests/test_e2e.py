@@ -236,3 +236,20 @@ def test_sighup_adds_an_account_to_web_and_worker(profiled: Services, config: Pa
             r for r in twilio.get("/_emulator/requests").json()["requests"] if sid in r["path"]
         ]
         assert create["auth_user"] == SECOND_SID
+
+
+def test_simulate_call_outbound_and_inbound(redis_url: str, tmp_path: Path) -> None:
+    """`callstreams simulate-call [--inbound]`, as `callstreams dev` prints it, against real
+    processes: the inbound call goes through the front door and its redirect."""
+    with running_stack(redis_url, tmp_path, VOICE_TWIML_URL="http://127.0.0.1:9/owner") as stack:
+        base = [sys.executable, "-m", "service.cli", "simulate-call", "--emulator",
+                stack.emulator, "--web", stack.web, "--token", API_TOKEN, "--account",
+                ACCOUNT_SID]  # fmt: skip
+        outbound = subprocess.run(base, capture_output=True, text=True, timeout=60, env=stack.env)
+        assert outbound.returncode == 0, outbound.stdout + outbound.stderr
+        inbound = subprocess.run(
+            [*base, "--inbound"], capture_output=True, text=True, timeout=60, env=stack.env
+        )
+        assert inbound.returncode == 0, inbound.stdout + inbound.stderr
+        assert "redirected (POST) to http://127.0.0.1:9/owner" in inbound.stdout
+        assert "transcription: stopped" in inbound.stdout

@@ -3,6 +3,7 @@ builds on: if an arq release changes either, these fail before a deployment does
 
 import inspect
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from arq.connections import ArqRedis
@@ -96,11 +97,40 @@ async def test_a_claimed_job_is_an_arq_job(records: Records, redis_url: str) -> 
         await arq.aclose()
 
 
-async def test_a_job_is_taken_once_and_only_when_due(redis: Redis) -> None:
-    taker = queue.Taker(redis, "q", lock_ms=10_000)
-    await redis.zadd("q", {"due": now_ms() - 1, "later": now_ms() + 60_000})
-    assert await taker.take("due") is not None
-    assert await redis.exists(queue.in_progress_key("due")) == 1
-    assert await taker.take("due") is None  # running: not taken twice
-    assert await taker.take("later") is None  # deferred
-    assert await taker.take("gone") is None  # finished and removed
+async def test_a_job_is_taken_once_only_when_due_and_done_with_its_record(
+    records: Records, redis: Redis
+) -> None:
+    record = new_record(
+        call_sid=call_sid(), account_sid=ACCOUNT_SID, name="transcription", url="wss://a.b/c",
+        track="inbound_track", parameters={}, profile="transcription", answered_at=None,
+    )  # fmt: skip
+    await records.claim(call_sid(), [record])
+    job_id = f"{queue.START}:{call_sid()}:transcription"
+    run = queue.Run(job_id, records.queue, lock_ms=10_000)
+    lease = timedelta(seconds=5)
+    action, taken, _ = await records.begin(call_sid(), "transcription", "start", lease, run)
+    assert (action, taken is not None) == ("create", True)
+    assert await redis.exists(queue.in_progress_key(job_id)) == 1
+    again = await records.begin(call_sid(), "transcription", "start", lease, run)
+    assert again[0] == "elsewhere"  # running: not taken twice
+    await records.finish(call_sid(), "transcription", "retry", run, 60.0)
+    assert await redis.exists(queue.in_progress_key(job_id)) == 0
+    assert (await records.begin(call_sid(), "transcription", "start", lease, run))[0] == (
+        "elsewhere"  # deferred
+    )
+    await redis.zadd(records.queue, {job_id: now_ms()})
+    await records.begin(call_sid(), "transcription", "start", lease, run)
+    await records.finish(call_sid(), "transcription", "created", run, sid="MZ" + "1" * 32)
+    assert await redis.zscore(records.queue, job_id) is None  # done: out of the queue
+    assert await redis.exists(queue.job_key(job_id), queue.in_progress_key(job_id)) == 0
+    assert (await records.begin(call_sid(), "transcription", "start", lease, run))[0] == (
+        "elsewhere"  # finished and removed
+    )
+
+
+def test_our_job_ids_name_their_function_and_arguments() -> None:
+    assert queue.parse_job_id(f"start_stream:{call_sid()}:asr") == (
+        queue.START, (call_sid(), "asr"),
+    )  # fmt: skip
+    for other in ("cron:reconcile", f"other:{call_sid()}:asr", "start_stream:a:b:c"):
+        assert queue.parse_job_id(other) is None

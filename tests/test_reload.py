@@ -55,3 +55,25 @@ async def test_reload_swaps_profiles_under_load(
         assert [p.name for p in state.catalog.profiles] == ["agent"]
         ready = (await client.get("/readyz")).json()
         assert ready["profiles"] == ["agent"]
+
+
+async def test_reload_swaps_the_operator_tokens_of_accounts(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    config = anyio.Path(tmp_path / "callstreams.toml")
+    account = f'[[accounts]]\nsid = "AC{"c" * 32}"\nauth_token = "t"\napi_token = "{{}}"\n'
+    await config.write_text(PROFILE.format(name="asr") + account.format("first-token-0123456"))
+    app = create_app(make_settings(CALLSTREAMS_CONFIG=str(config)))
+    async with lifespan_client(app, "http://internal") as client:
+        state = app.state.callstreams
+
+        async def status(token: str) -> int:
+            path = f"/v1/calls/{call_sid()}/streams"
+            headers = {"Authorization": f"Bearer {token}"}
+            return (await client.get(path, headers=headers)).status_code
+
+        assert await status("first-token-0123456") == 200
+        await config.write_text(PROFILE.format(name="asr") + account.format("second-token-01234"))
+        assert reload(state.settings, state.use)
+        assert await status("first-token-0123456") == 403
+        assert await status("second-token-01234") == 200

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from worker.retry import RetryPolicy
-from worker.twilio import classify
+from worker.twilio import Answer, classify
 
 POLICY = RetryPolicy(max_attempts=5, max_age=timedelta(minutes=2), base=0.25, cap=4.0)
 
@@ -44,9 +44,10 @@ def test_exhausted_by_attempts_or_by_age() -> None:
     assert not POLICY.exhausted(1, None)  # no start time: only the attempts count
 
 
-def _answer(status: int, **headers: str) -> httpx.Response:
+def _answer(status: int, **headers: str) -> Answer:
     body = {"code": 20429, "message": "Too Many Requests", "status": status}
-    return httpx.Response(status, json=body, headers=headers)
+    response = httpx.Response(status, json=body, headers=headers)
+    return classify(status, response.headers, response.content)
 
 
 @pytest.mark.parametrize(
@@ -54,18 +55,18 @@ def _answer(status: int, **headers: str) -> httpx.Response:
     [("2", 2.0), ("0.5", 0.5), ("-3", 0.0), ("soon", None), ("", None)],
 )
 def test_retry_after_in_seconds(header: str, expected: float | None) -> None:
-    assert classify(_answer(429, **{"Retry-After": header})).retry_after == expected
+    assert _answer(429, **{"Retry-After": header}).retry_after == expected
 
 
 def test_retry_after_as_an_http_date() -> None:
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    retry_after = classify(_answer(503, **{"Retry-After": later})).retry_after
+    retry_after = _answer(503, **{"Retry-After": later}).retry_after
     assert retry_after is not None
     assert 28 <= retry_after <= 30
     earlier = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
-    assert classify(_answer(503, **{"Retry-After": earlier})).retry_after == 0.0
+    assert _answer(503, **{"Retry-After": earlier}).retry_after == 0.0
 
 
 def test_no_retry_after_header() -> None:
-    answer = classify(_answer(429))
+    answer = _answer(429)
     assert (answer.kind, answer.retry_after) == ("transient", None)

@@ -10,11 +10,10 @@ ends, that Twilio does not know, or that rings past `CALLSTREAMS_ANSWER_WAIT` ge
 """
 
 from datetime import timedelta
-from typing import NoReturn
 
 import structlog
-from arq import Retry
 
+from service.queue import Run
 from service.record import StreamRecord, TwilioError, note
 from service.twilio_terms import ANSWERED, TERMINAL
 from worker.deps import Deps, request
@@ -33,24 +32,25 @@ def waiting(error: TwilioError | None) -> bool:
     return error is not None and error["message"].startswith(WAITING)
 
 
-async def refused(deps: Deps, record: StreamRecord, answer: Answer) -> NoReturn:
+async def refused(deps: Deps, run: Run, record: StreamRecord, answer: Answer) -> str:
     """The create was refused on a call whose answer is not seen: poll from now on."""
     reason = answer.error["message"] if answer.error else "refused"
     await deps.records.finish(
-        record["call_sid"], record["name"], "retry", error=note(f"{WAITING} (Twilio: {reason})"),
-        _refused=1,
+        record["call_sid"], record["name"], "retry", run, 0,
+        error=note(f"{WAITING} (Twilio: {reason})"), _refused=1,
     )  # fmt: skip
-    raise Retry(defer=0)
+    return "waiting"
 
 
-async def poll(deps: Deps, record: StreamRecord, waited_ms: int) -> str:
+async def poll(deps: Deps, run: Run, record: StreamRecord, waited_ms: int) -> str:
     """Ask Twilio's Call resource how the call is, and act on it."""
     call_sid, name = record["call_sid"], record["name"]
     answer = await request(deps, "fetch", deps.twilio.fetch_call(record["account_sid"], call_sid))
     status = answer.body.get("status") if answer.kind == "ok" else None
     if answer.kind == "transient":
-        await deps.records.finish(call_sid, name, "retry")
-        raise Retry(defer=max(ANSWER_POLL, deps.policy.delay(1, answer.retry_after)))
+        again = max(ANSWER_POLL, deps.policy.delay(1, answer.retry_after))
+        await deps.records.finish(call_sid, name, "retry", run, again)
+        return "waiting"
     if answer.kind != "ok" or status in TERMINAL:
         ended = status if isinstance(status, str) else "completed"
         why = (
@@ -58,24 +58,24 @@ async def poll(deps: Deps, record: StreamRecord, waited_ms: int) -> str:
             if answer.kind == "ok"
             else "Twilio does not know the call"
         )
-        await deps.records.finish(call_sid, name, "skipped", error=note(f"{why}; not started"))
+        await deps.records.finish(call_sid, name, "skipped", run, error=note(f"{why}; not started"))
         await deps.records.call_ended(call_sid, record["account_sid"], ended, why)
         _count(deps, record, "skipped")
         return "skipped"
     if status == ANSWERED:
         await deps.records.answered(call_sid)
-        await deps.records.finish(call_sid, name, "retry")
+        await deps.records.finish(call_sid, name, "retry", run, 0)  # create at once
         log.info("answered", call_sid=call_sid, stream=name)
-        raise Retry(defer=0)  # create at once
+        return "answered"
     wait = deps.settings.answer_wait
     if timedelta(milliseconds=waited_ms) > wait:
         message = f"not answered within {wait.total_seconds():g}s; not started"
-        await deps.records.finish(call_sid, name, "skipped", error=note(message))
+        await deps.records.finish(call_sid, name, "skipped", run, error=note(message))
         await deps.records.skip_unanswered(call_sid, message)
         _count(deps, record, "skipped")
         return "skipped"
-    await deps.records.finish(call_sid, name, "retry")
-    raise Retry(defer=ANSWER_POLL)
+    await deps.records.finish(call_sid, name, "retry", run, ANSWER_POLL)
+    return "waiting"
 
 
 def _count(deps: Deps, record: StreamRecord, outcome: str) -> None:

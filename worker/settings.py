@@ -26,7 +26,7 @@ from worker.metrics import WorkerMetrics
 from worker.observe import metrics_socket, observed
 from worker.reconciler import reconciling
 from worker.retry import RetryPolicy
-from worker.twilio import SLOT_WAIT, TwilioClient, http_clients
+from worker.twilio import SLOT_WAIT, TwilioClient, http_transports
 from worker.wakeup import WakingWorker
 
 log = structlog.get_logger("callstreams.worker")
@@ -83,15 +83,16 @@ def worker_settings(
         # imports that would otherwise delay the first stream after a start.
         await anyio.lowlevel.checkpoint()
         stack = ctx["resources"] = AsyncExitStack()
-        clients = http_clients(
-            settings.api_base_url, settings.twilio_timeout, settings.worker_concurrency, transport
-        )
-        for client in clients:
-            await stack.enter_async_context(client)
+        transports = http_transports(settings.worker_concurrency, transport)
+        for pool in transports:
+            await stack.enter_async_context(pool)
         await stack.enter_async_context(
             observed(ctx["redis"], settings.queue_name, metrics, listening)
         )
-        twilio = TwilioClient(clients, catalog.accounts, settings.account_concurrency)
+        twilio = TwilioClient(
+            transports, settings.api_base_url, settings.twilio_timeout, catalog.accounts,
+            settings.account_concurrency,
+        )  # fmt: skip
 
         def use(reloaded: Catalog) -> None:  # workers need only the accounts
             twilio.use_accounts(reloaded.accounts)

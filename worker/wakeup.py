@@ -18,6 +18,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from service import queue
+from service.store import StoreUnavailable
 
 log = structlog.get_logger("callstreams.worker")
 
@@ -68,9 +69,7 @@ class WakingWorker(Worker):
                 expires_extra_ms=self.expires_extra_ms,
             )
         self.ctx["redis"] = self.pool
-        self._taker = queue.Taker(
-            self.pool, self.queue_name, int(self.in_progress_timeout_s * 1000)
-        )
+        self.ctx["lock_ms"] = int(self.in_progress_timeout_s * 1000)
         if self.on_startup:
             await self.on_startup(self.ctx)
         wakeup = self._wakeup
@@ -97,25 +96,51 @@ class WakingWorker(Worker):
                 await listener
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's `start_jobs` in one Redis round trip per job instead of three, and
-        without the jobs this worker is already running (they stay at the head of
-        the queue until they finish; arq would check each of them again)."""
+        """Run each job, unless this worker already runs it. Unlike arq's `start_jobs`
+        (three round trips to start a job, one more to finish it, and a re-check of the
+        jobs it already runs), a job of ours is taken and completed in the same Lua
+        steps as its record: see `service/queue.py` and `worker/jobs.py`."""
         for raw_id in job_ids:
             job_id = raw_id.decode()
             if job_id in self.tasks:
+                continue
+            parsed = queue.parse_job_id(job_id)
+            if parsed is None:
+                log.warning("not a job of callstreams, left in the queue", job=job_id)
                 continue
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:
                 self.sem.release()
                 return
-            score = await self._taker.take(job_id)
-            if score is None:  # running elsewhere, finished, or deferred meanwhile
-                self.sem.release()
-                continue
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, score))
+            task = self.loop.create_task(self._run(job_id, *parsed))
             task.add_done_callback(self._job_done)
             self.tasks[job_id] = task
+
+    async def _run(self, job_id: str, function: str, args: tuple[str, ...]) -> None:
+        """One job, within its timeout. A job that fails stays in the queue, marked
+        running until its lock lapses, then runs again: the record says what is left."""
+        job = self.functions[function]
+        try:
+            async with asyncio.timeout(self.job_timeout_s):
+                outcome = await job.coroutine({**self.ctx, "job_id": job_id}, *args)
+        except TimeoutError:
+            self.jobs_failed += 1
+            log.warning("job timed out; it runs again once its lock lapses", job=job_id)
+            return
+        except StoreUnavailable as error:
+            self.jobs_failed += 1
+            log.warning("job could not reach Redis; it runs again once its lock lapses",
+                        job=job_id, error=str(error))  # fmt: skip
+            return
+        except Exception:
+            self.jobs_failed += 1
+            log.exception("job failed; it runs again once its lock lapses", job=job_id)
+            return
+        if outcome in ("retry", "waiting", "answered", "busy"):
+            self.jobs_retried += 1
+        elif outcome != "elsewhere":
+            self.jobs_complete += 1
 
     def _job_done(self, _: "asyncio.Task[None]") -> None:
         self._release_sem_dec_counter_on_complete()

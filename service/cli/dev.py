@@ -118,6 +118,9 @@ def run_dev(*, port: int, emulator_port: int, simulate: bool) -> int:
         "TWILIO_API_BASE_URL": emulator_url,
         "PUBLIC_BASE_URL": web_url,
     }
+    if dev.config_file is None and dev.voice_twiml_url is None:
+        # The front door sends inbound calls on to the emulator's stand-in owner TwiML.
+        env["VOICE_TWIML_URL"] = f"{emulator_url}/_emulator/twiml"
     if dev.config_file is None and dev.stream_url is None:
         env["STREAM_URL"] = DEV_STREAM_URL
     with ExitStack() as stack:
@@ -141,12 +144,14 @@ def run_dev(*, port: int, emulator_port: int, simulate: bool) -> int:
         print(
             f"\ncallstreams is running\n  web:      {web_url}  (operator token: {api_token})\n"
             f"  emulator: {emulator_url}\n  redis:    {redis_url}\n\n"
-            f"Simulate an answered call in another terminal:\n  uv run {command}\n\n"
+            f"Simulate an answered call in another terminal:\n  uv run {command}\n"
+            f"and one that comes in through the voice front door:\n  uv run {command} --inbound\n\n"
             "Ctrl-C stops everything.\n",
             flush=True,
         )
         if simulate:
-            asyncio.run(simulate_call(emulator_url, web_url, api_token, account))
+            for inbound in (False, True):
+                asyncio.run(simulate_call(emulator_url, web_url, api_token, account, inbound))
         try:
             while all(p.poll() is None for p in (emulator, web, worker)):
                 time.sleep(0.5)

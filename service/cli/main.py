@@ -117,7 +117,9 @@ def _dev(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    return asyncio.run(simulate_call(args.emulator, args.web, args.token, args.account))
+    return asyncio.run(
+        simulate_call(args.emulator, args.web, args.token, args.account, inbound=args.inbound)
+    )
 
 
 def _account(value: str) -> str:
@@ -206,12 +208,16 @@ def parser() -> argparse.ArgumentParser:
     dev.set_defaults(run=_dev)
 
     simulate = commands.add_parser(
-        "simulate-call", help="answer a call at the emulator and follow its stream"
+        "simulate-call", help="answer a call at the emulator and follow its streams"
     )
     simulate.add_argument("--emulator", default="http://127.0.0.1:8001")
     simulate.add_argument("--web", default="http://127.0.0.1:8000")
     simulate.add_argument("--token", required=True, help="the operator API token")
     simulate.add_argument("--account", default=DEV_ACCOUNT_SID)
+    simulate.add_argument(
+        "--inbound", action="store_true",
+        help="the call comes in to a number whose Voice URL is the front door (/twilio/voice)",
+    )  # fmt: skip
     simulate.set_defaults(run=_simulate)
 
     operator.add_parser(commands)
