@@ -715,3 +715,16 @@ async def test_drop_faults_from_the_control_api_are_checked(twilio: httpx.AsyncC
     )
     assert bad.status_code == 400
     assert "callback" in bad.json()["error"]
+
+
+async def test_calls_in_a_batch(twilio: httpx.AsyncClient) -> None:
+    response = await twilio.post(
+        "/_emulator/calls/batch", json={"count": 3, "status": "in-progress"}
+    )
+    assert response.status_code == 201
+    sids = response.json()["sids"]
+    assert len(set(sids)) == 3
+    for sid in sids:
+        assert (await twilio.get(f"/_emulator/calls/{sid}")).json()["status"] == "in-progress"
+    for bad in ({"count": 0}, {"count": "3"}, {"count": True}, {}, {"count": 100_001}):
+        assert (await twilio.post("/_emulator/calls/batch", json=bad)).status_code == 400

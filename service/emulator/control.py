@@ -6,13 +6,15 @@ call to a number would not send (Twilio sends such a call's callback only the
 final status): it is there to send callbacks out of turn.
 """
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.emulator.bodies import Invalid, read_json, seconds, string
 from service.emulator.faults import FaultError, parse_fault
-from service.emulator.runtime import running
+from service.emulator.runtime import Emulator, running
 from service.emulator.world import CALL_STATUSES, TERMINAL, Call, new_call
 
 RINGING_CREATE = ("refuse", "accept")
@@ -26,9 +28,7 @@ def _call(request: Request) -> Call:
     return call
 
 
-async def create_call(request: Request) -> Response:
-    emulator = running(request)
-    data = await read_json(request)
+def _new_call(emulator: Emulator, data: dict[str, Any]) -> Call:
     account_sid = string(data, "account_sid", next(iter(emulator.config.accounts)))
     if account_sid not in emulator.config.accounts:
         raise Invalid(400, "account_sid is not an account of this emulator")
@@ -44,7 +44,26 @@ async def create_call(request: Request) -> Response:
         status_callback=string(data, "status_callback", None),
     )
     emulator.calls[call.sid] = call
+    return call
+
+
+async def create_call(request: Request) -> Response:
+    call = _new_call(running(request), await read_json(request))
     return JSONResponse(call.view(), status_code=201)
+
+
+MAX_BATCH = 100_000
+
+
+async def create_calls(request: Request) -> Response:
+    """Many calls alike at once (`count`), for benchmarks: their SIDs."""
+    data = await read_json(request)
+    count = data.pop("count", None)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_BATCH:
+        raise Invalid(400, f"count must be a whole number from 1 to {MAX_BATCH}")
+    emulator = running(request)
+    sids = [_new_call(emulator, data).sid for _ in range(count)]
+    return JSONResponse({"sids": sids}, status_code=201)
 
 
 async def answer(request: Request) -> Response:
@@ -146,6 +165,7 @@ async def reset(request: Request) -> Response:
 
 routes = [
     Route("/_emulator/calls", create_call, methods=["POST"]),
+    Route("/_emulator/calls/batch", create_calls, methods=["POST"]),
     Route("/_emulator/calls/{sid}", get_call, methods=["GET"]),
     Route("/_emulator/calls/{sid}/answer", answer, methods=["POST"]),
     Route("/_emulator/calls/{sid}/complete", complete, methods=["POST"]),
