@@ -12,6 +12,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 PHONE_FIELDS = frozenset({"From", "To", "Caller", "Called", "ForwardedFrom", "from_", "to"})
@@ -25,6 +26,11 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _json(event: Any, **_: Any) -> str:
+    """orjson renders an event in a fraction of the standard library's time."""
+    return orjson.dumps(event, default=str).decode()
+
+
 def configure(fmt: str = "console", level: str = "info", phone_numbers: bool = False) -> None:
     """Set up structlog, and route the standard library's loggers through the same renderer."""
     shared: list[Any] = [
@@ -35,7 +41,7 @@ def configure(fmt: str = "console", level: str = "info", phone_numbers: bool = F
     if not phone_numbers:
         shared.append(_redact)
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

@@ -9,10 +9,10 @@ next minor release, and `tests/test_queue.py` fails if the internals used here
 change shape.
 """
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
 
@@ -26,11 +26,11 @@ JOB_EXPIRY_MS = 3_600_000
 
 
 def dumps(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":")).encode()
+    return orjson.dumps(data)
 
 
 def loads(raw: bytes) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(raw)
+    data: dict[str, Any] = orjson.loads(raw)
     return data
 
 

@@ -10,12 +10,12 @@ records, are read as well and rewritten in the compact form on their next change
 
 import asyncio
 import functools
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
@@ -32,7 +32,7 @@ from service.record import (
     stream_uri,
     to_row,
 )
-from service.scripts import script
+from service.scripts import Batched, script
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -70,8 +70,28 @@ class WrongStream(Exception):
 
 def _record(call_sid: str, raw: bytes | str) -> StreamRecord:
     """A record as a script answers it: the call's account, the name, the row."""
-    account_sid, name, row = json.loads(raw)
+    account_sid, name, row = orjson.loads(raw)
     return from_row(call_sid, account_sid, name, row)
+
+
+class Claimed:
+    """What a claim found for one record: its outcome, and the record as stored,
+    decoded only when it is asked for (a webhook needs just the outcome)."""
+
+    __slots__ = ("_call_sid", "_raw", "_record", "name", "outcome")
+
+    def __init__(self, outcome: Claim, call_sid: str, name: str, raw: bytes) -> None:
+        self.outcome = outcome
+        self.name = name
+        self._call_sid = call_sid
+        self._raw = raw
+        self._record: StreamRecord | None = None
+
+    @property
+    def record(self) -> StreamRecord:
+        if self._record is None:
+            self._record = _record(self._call_sid, self._raw)
+        return self._record
 
 
 def _oldest_first(records: list[StreamRecord]) -> list[StreamRecord]:
@@ -90,7 +110,8 @@ class Call:
 
     @classmethod
     def parse(cls, call_sid: str, raw: bytes) -> "Call":
-        rows, account_sid, ended, door_ms, answered = (*json.loads(raw), None, None, None, None)[:5]
+        stored = orjson.loads(raw)  # trailing nulls are left out
+        rows, account_sid, ended, door_ms, answered = (*stored, None, None, None, None)[:5]
         records = [from_row(call_sid, account_sid, name, row) for name, row in rows.items()]
         return cls(account_sid, ended, door_ms, answered is not None, _oldest_first(records))
 
@@ -160,12 +181,12 @@ class Records:
         self.channel = queue_wire.wake_channel(queue)
         self.ended_ttl = int(record_ttl.total_seconds())
         self.live_ttl = int((record_ttl + LIVE_GRACE).total_seconds())
-        self._claim = _script(redis, "claim")
+        self._claim = Batched(redis, _script(redis, "claim"))
         self._call_ended = _script(redis, "call_ended")
         self._stream_event = _script(redis, "stream_event")
         self._request_stop = _script(redis, "request_stop")
-        self._begin = _script(redis, "begin")
-        self._finish = _script(redis, "finish")
+        self._begin = Batched(redis, _script(redis, "begin"))
+        self._finish = Batched(redis, _script(redis, "finish"))
         self._answered = _script(redis, "answered")
         self._skip_unanswered = _script(redis, "skip_unanswered")
         self._take_due = _script(redis, "take_due")
@@ -185,7 +206,7 @@ class Records:
         records: Sequence[StreamRecord],
         mode: ClaimMode = "answered",
         defer: timedelta = timedelta(0),
-    ) -> list[tuple[Claim, StreamRecord]]:
+    ) -> list[Claimed]:
         """Create each record not yet there and enqueue its start job, in one step.
 
         Once the call ended, the record is created `skipped`, saying why (a restart is
@@ -204,7 +225,7 @@ class Records:
                 queue_wire.START, call_sid, record["name"], at_ms=stamp, defer_ms=defer_ms
             )
             job_keys.append(start.key)
-            argv += [record["name"], json.dumps(to_row(record)), *start.argv()]
+            argv += [record["name"], orjson.dumps(to_row(record)), *start.argv()]
         keys = [
             self.key(call_sid), self.queue, self.account_key(account_sid), UNSETTLED_KEY,
             *job_keys,
@@ -213,9 +234,9 @@ class Records:
         if result == [b"wrong-account"]:
             raise WrongAccount(call_sid)
         return [
-            (cast(Claim, result[i].decode()), _record(call_sid, result[i + 1]))
-            for i in range(0, len(result), 2)
-            if result[i + 1]
+            Claimed(cast(Claim, result[2 * i].decode()), call_sid, record["name"], raw)
+            for i, record in enumerate(records)
+            if (raw := result[2 * i + 1])
         ]
 
     @_bounded
@@ -309,7 +330,7 @@ class Records:
         again_ms = "" if again is None else stamp + int(again * 1000)
         raw = await self._finish(
             keys=[self.key(call_sid), self.queue, job_key, run_key, running],
-            args=[name, outcome, json.dumps(patch), stamp, *enqueue, run.job_id, again_ms],
+            args=[name, outcome, orjson.dumps(patch), stamp, *enqueue, run.job_id, again_ms],
         )
         return _record(call_sid, raw) if raw else None
 

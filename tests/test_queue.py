@@ -78,8 +78,8 @@ async def test_a_claimed_job_is_an_arq_job(records: Records, redis_url: str) -> 
         call_sid=call_sid(), account_sid=ACCOUNT_SID, name="transcription", url="wss://a.b/c",
         track="inbound_track", parameters={}, profile="transcription", answered_at=None,
     )  # fmt: skip
-    [(outcome, _)] = await records.claim(call_sid(), [record])
-    assert outcome == "claimed"
+    [claimed] = await records.claim(call_sid(), [record])
+    assert claimed.outcome == "claimed"
     arq = ArqRedis.from_url(redis_url)
     try:
         job_id = f"{queue.START}:{call_sid()}:transcription"

@@ -8,7 +8,6 @@ when to try again is decided by the job from the record (see `worker/retry.py`).
 import asyncio
 import base64
 import itertools
-import json
 import math
 import ssl
 import time
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import httpx
+import orjson
 
 from service.accounts import Account
 from service.record import TwilioError
@@ -66,8 +66,8 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 def classify(status: int, headers: httpx.Headers, content: bytes) -> Answer:
     """What a Twilio response (its status, headers and body) means for the record."""
     try:
-        body = json.loads(content)
-    except ValueError:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
         body = {}
     if not isinstance(body, dict):
         body = {}

@@ -56,6 +56,22 @@ local function encode_row(rec)
   return row
 end
 
+-- A record timestamp of the earlier form, ISO-8601 UTC, as epoch milliseconds.
+local function iso_ms(text)
+  local y, mo, d, h, mi, s, frac = string.match(text,
+    '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)')
+  if not y then return text end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((mo + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+    - 719468
+  local ms = frac ~= '' and tonumber(string.sub(frac .. '00', 1, 3)) or 0
+  return ((days * 24 + tonumber(h)) * 60 + tonumber(mi)) * 60000 + tonumber(s) * 1000 + ms
+end
+
 local CALL = nil -- the call, read once per script: {account, ended, door, answered, records}
 local CHANGED = false
 
@@ -81,6 +97,9 @@ local function call()
         local rec = cjson.decode(value)
         CALL.account = CALL.account or rec.account_sid
         rec.call_sid, rec.account_sid = nil, nil
+        for _, at in ipairs({'created_at', 'updated_at', 'answered_at', 'started_at'}) do
+          if type(rec[at]) == 'string' then rec[at] = iso_ms(rec[at]) end
+        end
         CALL.records[field] = rec
       end
     end

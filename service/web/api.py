@@ -134,7 +134,8 @@ async def start_stream(request: Request) -> Response:
         name=body.name, inline=inline,
     )  # fmt: skip
     try:
-        [(outcome, stored)] = await state.records.claim(call_sid, [record], "operator")
+        [claimed] = await state.records.claim(call_sid, [record], "operator")
+        outcome, stored = claimed.outcome, claimed.record
     except WrongAccount:
         if operator.account_sid is not None:
             raise ApiError(404, "not found", "no such call for this token") from None

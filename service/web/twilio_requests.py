@@ -88,6 +88,9 @@ class Webhook:
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b""})
             return
-        headers = [(b"content-type", b"text/xml; charset=utf-8")]
+        headers = [
+            (b"content-type", b"text/xml; charset=utf-8"),
+            (b"content-length", str(len(twiml)).encode()),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": twiml})

@@ -43,10 +43,11 @@ async def claim_matching(
         if profile.matches(fields)
     ]
     claims = await state.records.claim(fields["CallSid"], records, mode) if records else []
-    for outcome, record in claims:
-        state.metrics.claims.labels(record["profile"] or "", outcome).inc()
+    profiles = {record["name"]: record["profile"] or "" for record in records}
+    for claimed in claims:
+        state.metrics.claims.labels(profiles[claimed.name], claimed.outcome).inc()
     # Logged once, with the request (service.web.access): which streams, what came of each.
-    bind_contextvars(streams={record["name"]: outcome for outcome, record in claims})
+    bind_contextvars(streams={claimed.name: claimed.outcome for claimed in claims})
 
 
 async def call_status(request: Request) -> None:
@@ -97,7 +98,7 @@ async def restart(state: AppState, failed: StreamRecord) -> None:
     if record is None:
         return
     claims = await state.records.claim(failed["call_sid"], [record], "restart", after)
-    if any(outcome == "claimed" for outcome, _ in claims):
+    if any(claimed.outcome == "claimed" for claimed in claims):
         state.metrics.claims.labels(record["profile"] or "", "restart").inc()
         log.info("restarting", call_sid=failed["call_sid"], stream=record["name"])
 
