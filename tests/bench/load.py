@@ -20,16 +20,21 @@ import uvloop
 from tests.helpers import answered, signed
 
 PATH = "/twilio/call-status"
+VOICE = "/twilio/voice"
 T = TypeVar("T")
 
 
-def build_requests(port: int, public_base_url: str, call_sids: Sequence[str]) -> list[bytes]:
-    """One signed answered-call webhook per CallSid, as the bytes sent on the wire."""
+def build_requests(
+    port: int, public_base_url: str, call_sids: Sequence[str], path: str = PATH
+) -> list[bytes]:
+    """One signed webhook per CallSid, as the bytes sent on the wire: the answered
+    callback, or for VOICE the incoming-call webhook of a ringing inbound call."""
     requests = []
     for sid in call_sids:
-        post = signed(PATH, answered(sid), base=public_base_url)
+        fields = answered(sid) if path == PATH else answered(sid, "ringing", To="+15557770001")
+        post = signed(path, fields, base=public_base_url)
         head = (
-            f"POST {PATH} HTTP/1.1\r\n"
+            f"POST {path} HTTP/1.1\r\n"
             f"Host: 127.0.0.1:{port}\r\n"
             f"Content-Type: {post['headers']['Content-Type']}\r\n"
             f"X-Twilio-Signature: {post['headers']['X-Twilio-Signature']}\r\n"
@@ -147,34 +152,50 @@ async def _closed_loop(
 
 @dataclass(frozen=True)
 class Paced:
-    """When each webhook of a paced run was sent, by CallSid, as `time.time()`."""
+    """When each webhook of a paced run was sent, by CallSid, as `time.time()`; how
+    long each took to be answered; how fast they could be sent."""
 
     sent_at: dict[str, float]
+    answered_ms: list[float]
     errors: int  # answers that were not 2xx
+    rate: float  # webhooks sent per second, from the first to the last
 
 
 def paced(
-    port: int, public_base_url: str, call_sids: Sequence[str], rate: float, connections: int
+    port: int,
+    public_base_url: str,
+    call_sids: Sequence[str],
+    rate: float,
+    connections: int,
+    path: str = PATH,
 ) -> Paced:
     """One webhook per CallSid at a steady `rate` per second, whatever the answers take."""
-    return _run(_paced(port, public_base_url, call_sids, rate, connections))
+    return _run(_paced(port, public_base_url, call_sids, rate, connections, path))
 
 
 async def _paced(
-    port: int, public_base_url: str, call_sids: Sequence[str], rate: float, connections: int
+    port: int,
+    public_base_url: str,
+    call_sids: Sequence[str],
+    rate: float,
+    connections: int,
+    path: str,
 ) -> Paced:
-    requests = build_requests(port, public_base_url, call_sids)
+    requests = build_requests(port, public_base_url, call_sids, path)
     idle: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
         idle.put_nowait(await Connection.open(port))
     sent_at: dict[str, float] = {}
+    answered_ms: list[float] = []
     errors = 0
 
     async def send(sid: str, request: bytes) -> None:
         nonlocal errors
         connection = await idle.get()
         sent_at[sid] = time.time()
+        started = time.perf_counter()
         status = await connection.exchange(request)
+        answered_ms.append((time.perf_counter() - started) * 1000)
         idle.put_nowait(connection)
         errors += not 200 <= status < 300
 
@@ -188,4 +209,7 @@ async def _paced(
     await asyncio.gather(*tasks)
     while not idle.empty():
         await idle.get_nowait().close()
-    return Paced(sent_at=sent_at, errors=errors)
+    times = sorted(sent_at.values())
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    achieved = (len(times) - 1) / span if span > 0 else rate
+    return Paced(sent_at=sent_at, answered_ms=answered_ms, errors=errors, rate=achieved)
