@@ -1,5 +1,6 @@
 """What tests share besides fixtures: fake credentials, SIDs, Twilio-signed requests,
-a redis-server of their own, and an in-process client for an app.
+a redis-server of their own, an in-process client for an app, and catalogs loaded
+from a configuration file.
 
 Requests are signed with twilio-python's `RequestValidator`, not with the service's
 own code, so a signing bug in the service cannot hide behind the tests.
@@ -18,7 +19,9 @@ import httpx
 from redis import Redis
 from twilio.request_validator import RequestValidator
 
+from service.catalog import Catalog, load_catalog
 from service.cli.dev import free_port
+from service.config import load_settings
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token"
@@ -134,3 +137,10 @@ async def lifespan_client(app: Any, base_url: str) -> AsyncIterator[httpx.AsyncC
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client,
     ):
         yield client
+
+
+def catalog_from(tmp_path: Path, toml: str, **env: str) -> Catalog:
+    """The catalog loaded from a `CALLSTREAMS_CONFIG` file holding `toml`, under `env`."""
+    config = tmp_path / "callstreams.toml"
+    config.write_text(toml)
+    return load_catalog(load_settings(**env, CALLSTREAMS_CONFIG=str(config)))

@@ -11,7 +11,7 @@ import pytest
 from service.catalog import load_catalog
 from service.config import ConfigError, load_settings
 from service.profiles import Profile
-from tests.helpers import ACCOUNT_SID
+from tests.helpers import ACCOUNT_SID, catalog_from
 
 BASE = {
     "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
@@ -65,9 +65,7 @@ def test_bad_profile_variables() -> None:
 
 
 def test_profiles_file_reports_every_problem(tmp_path: Path) -> None:
-    config = tmp_path / "streams.toml"
-    config.write_text(
-        """
+    toml = """
 [[streams]]
 name = "a"
 url = "http://x"
@@ -82,9 +80,8 @@ name = "b"
 url = "wss://b.example.com"
 parameters = { who = "{Fromm}" }
 """
-    )
     with pytest.raises(ConfigError) as error:
-        load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config)))
+        catalog_from(tmp_path, toml, **BASE)
     message = str(error.value)
     assert "streams[a].url" in message
     assert "streams[a].track" in message
@@ -92,9 +89,7 @@ parameters = { who = "{Fromm}" }
 
 
 def test_profiles_file_match_and_templates(tmp_path: Path) -> None:
-    config = tmp_path / "streams.toml"
-    config.write_text(
-        """
+    toml = """
 [[streams]]
 name = "transcription"
 url = "wss://asr.example.com/twilio"
@@ -106,8 +101,7 @@ caller = "{From}"
 Direction = "inbound"
 To = ["+15551234567", "+15557654321"]
 """
-    )
-    [profile] = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config))).profiles
+    [profile] = catalog_from(tmp_path, toml, **BASE).profiles
     fields = {"Direction": "inbound", "To": "+15557654321", "From": "+15550001111"}
     assert profile.matches(fields)
     assert not profile.matches({**fields, "Direction": "outbound-api"})
@@ -139,23 +133,15 @@ def test_cli_prints_one_line_without_secrets() -> None:
 
 
 def test_track_limit_across_profiles_that_can_match_one_call(tmp_path: Path) -> None:
-    def config(*profiles: str) -> Path:
-        path = tmp_path / "streams.toml"
-        path.write_text("\n".join(profiles))
-        return path
-
     both = '[[streams]]\nname = "{}"\nurl = "wss://x.example.com"\ntrack = "both_tracks"\n'
     inbound_only = both + "[streams.match]\nDirection = 'inbound'\n"
     outbound_only = both + "[streams.match]\nDirection = 'outbound-api'\n"
     # Three both_tracks profiles matching every call: 6 tracks, refused.
     with pytest.raises(ConfigError, match="a, b, c can all match one call and need 6 tracks"):
-        load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(
-            config(both.format("a"), both.format("b"), both.format("c"))
-        )))  # fmt: skip
+        catalog_from(tmp_path, both.format("a") + both.format("b") + both.format("c"), **BASE)
     # Inbound and outbound profiles never match the same call: 4 tracks at most, accepted.
-    profiles = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(
-        config(both.format("a"), inbound_only.format("b"), outbound_only.format("c"))
-    ))).profiles  # fmt: skip
+    toml = both.format("a") + inbound_only.format("b") + outbound_only.format("c")
+    profiles = catalog_from(tmp_path, toml, **BASE).profiles
     assert [p.name for p in profiles] == ["a", "b", "c"]
 
 
@@ -173,9 +159,7 @@ def test_rediss_verifies_the_servers_hostname_in_web_and_worker() -> None:
 
 
 def test_numbers_of_the_front_door(tmp_path: Path) -> None:
-    config = tmp_path / "numbers.toml"
-    config.write_text(
-        """
+    toml = """
 [[streams]]
 name = "asr"
 url = "wss://asr.example.com/twilio"
@@ -189,17 +173,14 @@ to = "*"
 twiml_url = "http://ivr.example.com/voice"
 method = "GET"
 """
-    )
-    catalog = load_catalog(load_settings(**BASE, CALLSTREAMS_CONFIG=str(config)))
+    catalog = catalog_from(tmp_path, toml, **BASE)
     named, every = catalog.numbers
     assert (named.to, named.method) == (("+15551234567", "+15557654321"), "POST")
     assert (every.to, every.method) == (("*",), "GET")
 
 
 def test_every_number_problem_at_once(tmp_path: Path) -> None:
-    config = tmp_path / "numbers.toml"
-    config.write_text(
-        f"""
+    toml = f"""
 [[streams]]
 name = "asr"
 url = "wss://asr.example.com/twilio"
@@ -219,13 +200,8 @@ twiml_url = "https://a.example.com"
 accounts = ["AC{"f" * 32}"]
 colour = "blue"
 """
-    )
     with pytest.raises(ConfigError) as error:
-        load_catalog(
-            load_settings(
-                **BASE, CALLSTREAMS_CONFIG=str(config), VOICE_TWIML_URL="https://b.example.com"
-            )
-        )
+        catalog_from(tmp_path, toml, **BASE, VOICE_TWIML_URL="https://b.example.com")
     message = str(error.value)
     assert "numbers[0].twiml_url: must be an absolute http(s) URL" in message
     assert "numbers[0].method" in message
@@ -235,9 +211,7 @@ colour = "blue"
 
 
 def test_two_entries_for_one_number_are_refused(tmp_path: Path) -> None:
-    config = tmp_path / "numbers.toml"
-    config.write_text(
-        """
+    toml = """
 [[streams]]
 name = "asr"
 url = "wss://asr.example.com/twilio"
@@ -250,13 +224,8 @@ twiml_url = "https://a.example.com"
 to = "+15551234567"
 twiml_url = "https://b.example.com"
 """
-    )
     with pytest.raises(ConfigError) as error:
-        load_catalog(
-            load_settings(
-                **BASE, CALLSTREAMS_CONFIG=str(config), VOICE_TWIML_URL="https://c.example.com"
-            )
-        )
+        catalog_from(tmp_path, toml, **BASE, VOICE_TWIML_URL="https://c.example.com")
     message = str(error.value)
     assert "numbers[0].to: * also served by VOICE_TWIML_URL" in message
     assert "numbers[1].to: +15551234567 also served by numbers[0]" in message

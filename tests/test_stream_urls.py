@@ -11,7 +11,7 @@ from service import stream_urls
 from service.catalog import load_catalog
 from service.config import ConfigError, Settings, load_settings
 from service.web.app import create_app
-from tests.helpers import ACCOUNT_SID, API_TOKEN, call_sid, lifespan_client
+from tests.helpers import ACCOUNT_SID, API_TOKEN, call_sid, catalog_from, lifespan_client
 
 ALLOWED = [
     "wss://asr.example.com/twilio",
@@ -82,8 +82,7 @@ BASE = {
 
 
 def test_profiles_report_every_bad_url_at_start(tmp_path: Path) -> None:
-    config = tmp_path / "streams.toml"
-    config.write_text(
+    toml = (
         """
 [[streams]]
 name = "a"
@@ -101,11 +100,7 @@ long = \""""
         + '"\n'
     )
     with pytest.raises(ConfigError) as error:
-        load_catalog(
-            load_settings(
-                **BASE, CALLSTREAMS_CONFIG=str(config), CALLSTREAMS_STREAM_HOSTS="example.com"
-            )
-        )
+        catalog_from(tmp_path, toml, **BASE, CALLSTREAMS_STREAM_HOSTS="example.com")
     message = str(error.value)
     assert "streams[a].url: must not carry a user or password" in message
     assert "streams[b].url: must not point at a loopback" in message
