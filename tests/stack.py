@@ -20,6 +20,21 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 CALL_STATUS = "/twilio/call-status"
 
 
+class RefusedFetches(httpx.AsyncBaseTransport):
+    """Twilio refusing our credentials for the Call resource only (creates go through)."""
+
+    def __init__(self, twilio: httpx.AsyncBaseTransport) -> None:
+        self.twilio = twilio
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and "/Calls/" in request.url.path:
+            self.refused += 1
+            body = {"code": 20003, "message": "Authenticate", "status": 401}
+            return httpx.Response(401, json=body)
+        return await self.twilio.handle_async_request(request)
+
+
 class Stack:
     """The web app and the emulator in process; workers run in burst mode."""
 
@@ -56,11 +71,13 @@ class Stack:
             await worker.close()
 
     @asynccontextmanager
-    async def worker(self, **overrides: Any) -> AsyncIterator[None]:
+    async def worker(
+        self, transport: httpx.AsyncBaseTransport | None = None, **overrides: Any
+    ) -> AsyncIterator[None]:
         """A worker running in the background while the block runs."""
         worker = create_worker(
-            self.settings, metrics=self.metrics, transport=self.transport, poll_delay=0.05,
-            handle_signals=False, **overrides,
+            self.settings, metrics=self.metrics, transport=transport or self.transport,
+            poll_delay=0.05, handle_signals=False, **overrides,
         )  # fmt: skip
         task = asyncio.create_task(worker.async_run())
         try:

@@ -13,7 +13,7 @@ from service.config import Settings
 from service.emulator import EmulatorConfig
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, signed
 from tests.processes import until_async
-from tests.stack import Stack, running
+from tests.stack import RefusedFetches, Stack, running
 
 pytestmark = pytest.mark.anyio
 NUMBER = "+15557770001"
@@ -122,6 +122,18 @@ async def test_a_call_never_answered_is_skipped_after_the_answer_wait(stack: Sta
     assert await stack.emulator_streams(sid) == []
     requests = (await stack.twilio.get("/_emulator/requests")).json()["requests"]
     assert sum(r["operation"] == "create" for r in requests) == 1  # refused once, then polled
+
+
+async def test_a_refused_fetch_is_asked_again_not_taken_for_an_unknown_call(
+    stack: Stack,
+) -> None:
+    refusing = RefusedFetches(stack.transport)
+    async with stack.worker(transport=refusing):
+        sid = (await arrive(stack))["call"]["sid"]
+        record = await settled(stack, sid, within=15)
+    assert record["status"] == "skipped"
+    assert "not answered within 3s" in record["error"]["message"]  # not "does not know"
+    assert refusing.refused >= 2
 
 
 async def test_where_twilio_accepts_a_ringing_create_the_stream_waits_for_the_answer(

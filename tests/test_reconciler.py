@@ -16,7 +16,7 @@ from service.emulator import EmulatorConfig
 from service.store import UNSETTLED_KEY
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN
 from tests.processes import until_async
-from tests.stack import AUTH, Stack, running
+from tests.stack import AUTH, RefusedFetches, Stack, running
 
 pytestmark = pytest.mark.anyio
 PERIOD = 2.0
@@ -115,3 +115,26 @@ async def test_calls_with_only_final_records_leave_the_index_unfetched(
 
         await until_async(gone, 3 * PERIOD + 5, "the call to leave the index")
     assert await fetches(stack, sid) == []
+
+
+async def test_a_refused_fetch_ends_nothing(stack: Stack) -> None:
+    """Only a 404 says Twilio does not know a call: a 401 closes no records."""
+    refusing = RefusedFetches(stack.transport)
+    async with stack.worker(transport=refusing):
+        sid = await live_call(stack)
+
+        async def started() -> bool:
+            return [r["status"] for r in await stack.streams(sid)] == ["in-progress"]
+
+        await until_async(started, 10, "the stream to start")
+
+        async def checked_twice() -> bool:
+            return refusing.refused >= 2
+
+        await until_async(checked_twice, 4 * PERIOD + 5, "two checks")
+        [record] = await stack.streams(sid)
+    assert record["status"] == "in-progress"
+    calls = (await stack.web.get("/v1/calls", headers=AUTH)).json()["calls"]
+    assert calls[0]["ended"] is None
+    assert 'callstreams_reconciled_calls_total{outcome="error"}' in metrics_text(stack)
+    assert 'outcome="unknown"' not in metrics_text(stack)

@@ -5,8 +5,9 @@ and whether it refuses a stream on a ringing call is undocumented. So a start is
 tried at once (it succeeds where Twilio accepts it); once refused, the record's job
 only polls the call's Call resource, one request every `ANSWER_POLL` seconds, and
 creates the stream on the first poll that finds the call in progress. A call that
-ends, that Twilio does not know, or that rings past `CALLSTREAMS_ANSWER_WAIT` gets
-`skipped` records and no create.
+ends, that Twilio does not know (404), or that rings past `CALLSTREAMS_ANSWER_WAIT`
+gets `skipped` records and no create; any other refusal of the fetch (credentials,
+say) says nothing of the call, so it is asked again within that wait.
 """
 
 from datetime import timedelta
@@ -51,7 +52,7 @@ async def poll(deps: Deps, run: Run, record: StreamRecord, waited_ms: int) -> st
         again = max(ANSWER_POLL, deps.policy.delay(1, answer.retry_after))
         await deps.records.finish(call_sid, name, "retry", run, again)
         return "waiting"
-    if answer.kind != "ok" or status in TERMINAL:
+    if answer.kind == "not-found" or status in TERMINAL:
         ended = status if isinstance(status, str) else "completed"
         why = (
             f"Twilio's Call resource says it ended ({ended})"
@@ -74,7 +75,9 @@ async def poll(deps: Deps, run: Run, record: StreamRecord, waited_ms: int) -> st
         await deps.records.skip_unanswered(call_sid, message)
         _count(deps, record, "skipped")
         return "skipped"
-    await deps.records.finish(call_sid, name, "retry", run, ANSWER_POLL)
+    # Ringing, or an answer of no use (our credentials refused): ask again, up to the wait.
+    again = ANSWER_POLL if answer.kind == "ok" else max(ANSWER_POLL, deps.policy.delay(1, None))
+    await deps.records.finish(call_sid, name, "retry", run, again)
     return "waiting"
 
 

@@ -4,8 +4,9 @@ Twilio retries a status callback once, and only when it could not connect; a los
 `completed` would leave a call's records `in-progress` for days. A call with
 unfinished records and no Twilio event for `CALLSTREAMS_RECONCILE_AFTER` is checked
 with one `GET …/Calls/{CallSid}.json`, and again every period while it stays so; a
-call Twilio reports ended (or does not know) is closed as its `completed` callback
-would have closed it. The Calls list is never polled.
+call Twilio reports ended (or does not know: a 404) is closed as its `completed`
+callback would have closed it; any other refusal (our credentials, say) closes nothing
+and the call is checked again. The Calls list is never polled.
 
 One reconciler runs at a time across workers (a Redis lock per pass), and each call
 is taken by one of them per period whatever happens (`Records.take_due` is atomic).
@@ -83,20 +84,20 @@ class Reconciler:
         account_sid = unsettled[0]["account_sid"]
         fetch = self.deps.twilio.fetch_call(account_sid, call_sid)
         answer = await request(self.deps, "fetch", fetch)
-        if answer.kind == "transient":
-            delay = self.deps.policy.delay(1, answer.retry_after)
-            await records.recheck(call_sid, self.period, timedelta(seconds=delay))
-            return "error"
-        status = answer.body.get("status")
-        if answer.kind == "ok" and status in TERMINAL:
-            why = "Twilio's Call resource says it ended; its status callback never came"
-            await records.call_ended(call_sid, account_sid, str(status), why)
-            return "ended"
-        if answer.kind != "ok":
+        if answer.kind == "not-found":
             await records.call_ended(
                 call_sid, account_sid, "completed", "Twilio does not know the call"
             )
             return "unknown"
+        if answer.kind != "ok":  # throttled, down, or refusing our credentials: ask again
+            delay = self.deps.policy.delay(1, answer.retry_after)
+            await records.recheck(call_sid, self.period, timedelta(seconds=delay))
+            return "error"
+        status = answer.body.get("status")
+        if status in TERMINAL:
+            why = "Twilio's Call resource says it ended; its status callback never came"
+            await records.call_ended(call_sid, account_sid, str(status), why)
+            return "ended"
         return "live"
 
 
