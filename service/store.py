@@ -100,20 +100,22 @@ def _oldest_first(records: list[StreamRecord]) -> list[StreamRecord]:
 
 @dataclass(frozen=True)
 class Call:
-    """A call as stored: whose it is, what is known of it, and its records."""
+    """A call as stored, as far as Python reads it: how it ended, and its records (the
+    front door's facts are the scripts' alone)."""
 
-    account_sid: str | None = None
     ended: str | None = None  # the terminal status, once the call ended
-    door_ms: int | None = None  # when it came in through the front door (Redis ms)
-    answered: bool = False  # its answer was seen (a front-door call)
     records: list[StreamRecord] = field(default_factory=list)
+
+    @property
+    def unsettled(self) -> list[StreamRecord]:
+        return [r for r in self.records if r["status"] not in FINAL]
 
     @classmethod
     def parse(cls, call_sid: str, raw: bytes) -> "Call":
         stored = orjson.loads(raw)  # trailing nulls are left out
-        rows, account_sid, ended, door_ms, answered = (*stored, None, None, None, None)[:5]
+        rows, account_sid, ended = (*stored, None, None)[:3]
         records = [from_row(call_sid, account_sid, name, row) for name, row in rows.items()]
-        return cls(account_sid, ended, door_ms, answered is not None, _oldest_first(records))
+        return cls(ended, _oldest_first(records))
 
     @classmethod
     def parse_hash(cls, fields: dict[bytes, bytes]) -> "Call":
@@ -121,15 +123,8 @@ class Call:
         records = [
             RECORD.validate_json(raw) for name, raw in fields.items() if not name.startswith(b"@")
         ]
-        account = fields.get(b"@account")
-        ended, door = fields.get(b"@ended"), fields.get(b"@door")
-        return cls(
-            account.decode() if account else (records[0]["account_sid"] if records else None),
-            ended.decode() if ended else None,
-            int(door) if door else None,
-            b"@answered" in fields,
-            _oldest_first(records),
-        )
+        ended = fields.get(b"@ended")
+        return cls(ended.decode() if ended else None, _oldest_first(records))
 
 
 def _bounded(
@@ -149,20 +144,6 @@ def _bounded(
             raise StoreUnavailable(type(error).__name__) from error
 
     return bounded
-
-
-@dataclass(frozen=True)
-class CallState:
-    """What the worker needs to know of a call beyond one record."""
-
-    records: list[StreamRecord]
-    ended: str | None  # the terminal status, once the call ended
-    door_age_ms: int | None  # how long ago it came in through the front door, if it did
-    answered: bool  # its answer was seen (a front-door call)
-
-    @property
-    def unsettled(self) -> list[StreamRecord]:
-        return [r for r in self.records if r["status"] not in FINAL]
 
 
 def _script(redis: Redis, name: str) -> Any:
@@ -368,11 +349,9 @@ class Records:
         return Call.parse(call_sid, raw) if raw else Call()
 
     @_bounded
-    async def call(self, call_sid: str) -> CallState:
-        """The call's records and what is known of the call itself."""
-        call, (seconds, micros) = await asyncio.gather(self._read(call_sid), self.redis.time())
-        age = seconds * 1000 + micros // 1000 - call.door_ms if call.door_ms else None
-        return CallState(call.records, call.ended, age, call.answered)
+    async def call(self, call_sid: str) -> Call:
+        """The call's records, and how it ended if it did."""
+        return await self._read(call_sid)
 
     @_bounded
     async def take_due(self, period: timedelta, limit: int) -> list[str]:
