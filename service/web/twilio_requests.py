@@ -12,8 +12,9 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
+from structlog.contextvars import bind_contextvars
 
-from service import signature
+from service import sids, signature
 from service.web.bodies import read_body
 from service.web.errors import ApiError
 from service.web.state import AppState, app_state
@@ -71,6 +72,9 @@ async def verified_fields(request: Request) -> tuple[AppState, dict[str, str]]:
     account = state.catalog.accounts.get(require(fields, "AccountSid"))
     token = account.auth_token.get_secret_value() if account else _NOBODY
     check_signature(request, state.settings.public_base_url, token, form)
+    # Every webhook Twilio sends us is about one call.
+    require(fields, "CallSid", sids.is_call_sid(fields.get("CallSid", "")))
+    bind_contextvars(call_sid=fields["CallSid"])
     return state, fields
 
 

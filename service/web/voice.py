@@ -14,14 +14,12 @@ from xml.sax.saxutils import escape, quoteattr
 import structlog
 from starlette.requests import Request
 from starlette.routing import Route
-from structlog.contextvars import bind_contextvars
 
-from service import sids
 from service.numbers import Number, next_hop
 from service.store import StoreUnavailable
 from service.twilio_terms import VOICE_PATH
 from service.web.errors import ApiError
-from service.web.twilio_requests import Webhook, require, verified_fields
+from service.web.twilio_requests import Webhook, verified_fields
 from service.web.webhooks import claim_matching
 
 log = structlog.get_logger("callstreams.voice")
@@ -38,9 +36,6 @@ def redirect(number: Number) -> bytes:
 
 async def voice(request: Request) -> bytes:
     state, fields = await verified_fields(request)
-    call_sid = fields.get("CallSid", "")
-    require(fields, "CallSid", sids.is_call_sid(call_sid))
-    bind_contextvars(call_sid=call_sid)
     number = next_hop(state.catalog.numbers, fields)
     if number is None:
         state.metrics.voice_calls.labels("unknown-number").inc()
@@ -50,8 +45,7 @@ async def voice(request: Request) -> bytes:
         await claim_matching(state, fields, "door", answered_at=None)
     except StoreUnavailable as error:
         outcome = "untracked"
-        log.warning("call not tracked: its streams will not start", call_sid=call_sid,
-                    error=str(error))  # fmt: skip
+        log.warning("call not tracked: its streams will not start", error=str(error))
     state.metrics.voice_calls.labels(outcome).inc()
     return redirect(number)
 

@@ -52,10 +52,9 @@ async def claim_matching(
 
 async def call_status(request: Request) -> None:
     state, fields = await verified_fields(request)
-    call_sid = fields.get("CallSid", "")
-    require(fields, "CallSid", sids.is_call_sid(call_sid))
+    call_sid = fields["CallSid"]
     status = require(fields, "CallStatus")
-    bind_contextvars(call_sid=call_sid, call_status=status)
+    bind_contextvars(call_status=status)
     if status == ANSWERED:
         await claim_matching(state, fields, "answered", now_iso())
     elif status in TERMINAL:
@@ -67,14 +66,13 @@ async def call_status(request: Request) -> None:
 
 async def stream_status(request: Request) -> None:
     state, fields = await verified_fields(request)
-    call_sid = fields.get("CallSid", "")
-    require(fields, "CallSid", sids.is_call_sid(call_sid))
+    call_sid = fields["CallSid"]
     stream_sid = fields.get("StreamSid", "")
     require(fields, "StreamSid", sids.is_stream_sid(stream_sid))
     event = fields.get("StreamEvent", "")
     require(fields, "StreamEvent", event in STREAM_EVENTS)
     name = fields.get("StreamName") or stream_sid
-    bind_contextvars(call_sid=call_sid, stream=name, stream_event=event)
+    bind_contextvars(stream=name, stream_event=event)
     applied = await state.records.stream_event(
         call_sid, fields["AccountSid"], stream_sid, name, event, fields.get("StreamError", "")
     )
