@@ -3,7 +3,7 @@
 A script is the concatenation of the named files (shared functions first), so each
 Redis step stays a single atomic round trip without copying code between scripts.
 Before them comes the stored record's layout from `record.py`, so that the field
-order and the enums have one definition.
+order, the timestamps stored as offsets and the enums have one definition.
 """
 
 import asyncio
@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-from service.record import ENUMS, STORED
+from service.record import ENUMS, LATER, STORED
 
 
 def _lua_list(values: tuple[str, ...]) -> str:
@@ -23,6 +23,7 @@ def _lua_list(values: tuple[str, ...]) -> str:
 
 LAYOUT = (
     f"local STORED = {_lua_list(STORED)}\n"
+    f"local LATER = {_lua_list(LATER)}\n"
     "local ENUMS = {"
     + ", ".join(f"{field} = {_lua_list(values)}" for field, values in ENUMS.items())
     + "}\n"

@@ -1,6 +1,6 @@
 -- Shared by every callstreams script; `scripts.py` puts the stored record's layout
--- before it (STORED, ENUMS: from service/record.py). KEYS[1] is the call: one string
--- of compact JSON, [{name: row}, account, ended, door_ms, answered_ms], where the
+-- before it (STORED, LATER, ENUMS: from service/record.py). KEYS[1] is the call: one
+-- string of compact JSON, [{name: row}, account, ended, door_ms, answered_ms], where the
 -- account is whose call it is, ended its terminal status, door_ms when it came in
 -- through the voice front door and answered_ms when its answer was seen (Redis
 -- milliseconds), and each row a record's fields by position. A call stored as a
@@ -19,7 +19,7 @@ end
 -- A row to a record with its fields by name, as `service/record.py` stores it:
 -- enums by number, timestamps after `created_at` as its offset, `url` without
 -- `wss://`, `profile` 1 when it is the name, trailing nulls left out.
-local LATER = {'updated_at', 'answered_at', 'started_at'}
+local TIMESTAMPS = {'created_at', unpack(LATER)}
 
 local function decode_row(name, row)
   local rec = {name = name}
@@ -97,7 +97,7 @@ local function call()
         local rec = cjson.decode(value)
         CALL.account = CALL.account or rec.account_sid
         rec.call_sid, rec.account_sid = nil, nil
-        for _, at in ipairs({'created_at', 'updated_at', 'answered_at', 'started_at'}) do
+        for _, at in ipairs(TIMESTAMPS) do
           if type(rec[at]) == 'string' then rec[at] = iso_ms(rec[at]) end
         end
         CALL.records[field] = rec
